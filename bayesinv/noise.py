@@ -8,7 +8,7 @@ pairs of reals: complex Gaussian noise has independent ``N(0, sigma^2)`` real an
 >>> noise = Gaussian(0.1)
 >>> y = torch.zeros(1, 3)
 >>> round(float(noise.log_prob(y, torch.zeros(1, 3))[0]), 4)  # 3 * log N(0 | 0, 0.1^2)
-4.1245
+4.1509
 """
 
 from __future__ import annotations
