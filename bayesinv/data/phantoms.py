@@ -40,17 +40,23 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator, *shape
 
 
 def _soft_ellipses(cy, cx, ay, ax, angle, size: int, edge: float) -> torch.Tensor:
-    """Soft indicator of ellipses: inputs (N, K) -> (N, K, size, size) in [0, 1], anti-aliased edges."""
-    yy, xx = _grid(size)
-    dy = yy[None, None] - cy[..., None, None]
-    dx = xx[None, None] - cx[..., None, None]
-    cos, sin = torch.cos(angle)[..., None, None], torch.sin(angle)[..., None, None]
-    u = (dx * cos + dy * sin) / ax[..., None, None]
-    v = (-dx * sin + dy * cos) / ay[..., None, None]
-    r = torch.sqrt(u**2 + v**2)
+    """Soft indicator of ellipses: inputs (N, K) -> (N, K, size, size) in [0, 1], anti-aliased edges.
+
+    The ellipse's quadratic form ``q = a dx^2 + b dx dy + c dy^2`` is expanded so that only the cross
+    term is formed at full size (``dx^2`` and ``dy^2`` broadcast from a row and a column).
+    """
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    dx = coords[None, None, None, :] - cx[..., None, None]  # (N, K, 1, W)
+    dy = coords[None, None, :, None] - cy[..., None, None]  # (N, K, H, 1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    iax2, iay2 = 1 / ax**2, 1 / ay**2
+    qa = (cos**2 * iax2 + sin**2 * iay2)[..., None, None]
+    qb = (2 * cos * sin * (iax2 - iay2))[..., None, None]
+    qc = (sin**2 * iax2 + cos**2 * iay2)[..., None, None]
+    q = torch.addcmul(qa * dx**2 + qc * dy**2, dx * qb, dy)  # (N, K, H, W)
     # distance to the boundary in pixels is about (1 - r) * min axis * size / 2
-    scale = torch.minimum(ax, ay)[..., None, None] * size / 2
-    return torch.sigmoid((1 - r) * scale / edge)
+    scale = (torch.minimum(ax, ay) * size / 2 / edge)[..., None, None]
+    return torch.sigmoid(scale - scale * q.sqrt_())
 
 
 def ellipse_phantoms(num: int, size: int = 32, *, generator: torch.Generator, num_ellipses: int = 5,
@@ -81,7 +87,7 @@ def ellipse_phantoms(num: int, size: int = 32, *, generator: torch.Generator, nu
     yy, xx = _grid(size)
     grad = _uniform(n, -0.05, 0.05, g, 2)
     shading = grad[:, 0, None, None] * yy + grad[:, 1, None, None] * xx
-    img = body * (body_level + shading + (inner * level[..., None, None]).sum(1))
+    img = body * (body_level + shading + torch.einsum("nkhw,nk->nhw", inner, level))
     img = img.clamp(0, 1)[:, None]
     return insert_lesions(img, body[:, None] > 0.5, generator=g, prob=lesion_prob, radius=lesion_radius,
                           contrast=lesion_contrast)
