@@ -28,6 +28,7 @@ class PhantomBatch(NamedTuple):
     lesion_masks: torch.Tensor  # (N, 1, H, W) bool: pixels inside an inserted lesion
     has_lesion: torch.Tensor  # (N,) bool
     lesion_centers: torch.Tensor  # (N, 2) float (row, col) in pixels; NaN where no lesion
+    audit_centers: torch.Tensor  # (N, 2) where to look for a lesion: its centre, or a random body pixel if none
 
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +123,7 @@ def insert_lesions(images: torch.Tensor, support: torch.Tensor, *, generator: to
     out = (images + (amp[:, None, None] * disc)[:, None]).clamp(0, 1)
     masks = ((dist <= r[:, None, None]) & has[:, None, None])[:, None]
     centers = torch.where(has[:, None], center, torch.full_like(center, float("nan")))
-    return PhantomBatch(out, masks, has, centers)
+    return PhantomBatch(out, masks, has, centers, center)
 
 
 # Modified Shepp–Logan (Toft 1996): intensity, a, b, x0, y0, angle (degrees)
@@ -148,7 +149,8 @@ def shepp_logan_phantoms(num: int, size: int = 32, *, generator: torch.Generator
     ell = _soft_ellipses(-y0, x0, b, a, -torch.deg2rad(ang), size, edge=0.3)
     img = (ell * inten[..., None, None]).sum(1).clamp(0, 1)[:, None]
     zeros = torch.zeros_like(img, dtype=torch.bool)
-    return PhantomBatch(img, zeros, torch.zeros(num, dtype=torch.bool), torch.full((num, 2), float("nan")))
+    centers = torch.full((num, 2), float("nan"))
+    return PhantomBatch(img, zeros, torch.zeros(num, dtype=torch.bool), centers, torch.full((num, 2), size / 2))
 
 
 def phantom_dataset(split: str, num: int, size: int = 32, *, seed: int = 0, lesion_prob: float = 0.5,
