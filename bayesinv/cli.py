@@ -48,9 +48,69 @@ def _run_train(args: argparse.Namespace) -> int:
     raise SystemExit(f"unknown training target {args.what!r}")
 
 
+def _add_sample(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--problem", required=True, help="operator name, e.g. deblur, inpaint, mri, superres, denoise")
+    p.add_argument("--prior", default="phantom32", help="model name under models/ (default: phantom32)")
+    p.add_argument("--sampler", default="dps", help="sampler or baseline name, e.g. dps, ddrm, langevin, tv")
+    p.add_argument("--num-samples", type=int, default=16, help="posterior samples (chains)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's)")
+    p.add_argument("--noise-sigma", type=float, default=0.05, help="Gaussian measurement noise std")
+    p.add_argument("--image-index", type=int, default=0, help="which held-out test phantom to reconstruct")
+    p.add_argument("--seed", type=int, default=0, help="seed of the measurement and the sampler")
+    p.add_argument("--out", default="sample-output", help="output folder: posterior.safetensors (+.json) and PNG")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from bayesinv.sampling import sample_cli
+
+    path = sample_cli(problem=args.problem, prior=args.prior, sampler=args.sampler, num_samples=args.num_samples,
+                      steps=args.steps, noise_sigma=args.noise_sigma, image_index=args.image_index, seed=args.seed,
+                      out=args.out, progress=not args.no_progress)
+    print(f"posterior: {path}")
+    return 0
+
+
+def _add_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="path to calibration/<study>/study.toml (or its folder)")
+    p.add_argument("--out", default=None, help="results folder (default: <study folder>/results)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local", help="where test cases run")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:
+    from bayesinv.studies import analyze_study, load_study, run_study
+    from bayesinv.report import render_report
+
+    spec = load_study(args.study)
+    results = run_study(spec, args.out, backend=args.backend, workers=args.workers, progress=not args.no_progress)
+    analyze_study(spec, results, audit=spec.audit if audit is None else audit, progress=not args.no_progress)
+    print(f"report: {render_report(results)}")
+    return 0
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", help="a study's results folder (holding analysis.json)")
+    p.add_argument("--out", default=None, help="HTML path (default: <results>/../report.html)")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from bayesinv.report import render_report
+
+    print(f"report: {render_report(args.results, args.out)}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "demo": ("the main job: sample posteriors on the shipped phantom32 prior and write a calibration report",
              _add_demo, _run_demo),
+    "sample": ("sample a posterior for a simulated measurement and save it with a summary figure",
+               _add_sample, _run_sample),
+    "calibrate": ("run a calibration study (resumable) and write its report", _add_calibrate, _run_calibrate),
+    "audit": ("run a study with the hallucination audit and write its report", _add_calibrate,
+              lambda args: _run_calibrate(args, audit=True)),
+    "report": ("render a study's analysis to HTML + JSON", _add_report, _run_report),
     "train": ("train a model (diffusion prior)", _add_train, _run_train),
 }
 

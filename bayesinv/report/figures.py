@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["coverage_figure", "sbc_figure", "tarp_figure", "examples_figure", "stratified_figure", "to_png"]
+__all__ = ["coverage_figure", "sbc_figure", "tarp_figure", "examples_figure", "stratified_figure", "posterior_figure",
+           "to_png"]
 
 
 def to_png(fig) -> bytes:
@@ -107,4 +108,24 @@ def examples_figure(example: dict) -> bytes:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    return to_png(fig)
+
+
+def posterior_figure(truth, measurement_view, posterior) -> bytes:
+    """Truth, A^+ y, posterior mean, std, 90% interval width and up to four samples (channel 0)."""
+    lo, hi = posterior.interval(0.9)
+    samples = posterior.flat()[:4, 0]
+    panels = [("truth", truth, "gray", (0, 1)), ("A⁺y", measurement_view, "gray", (0, 1)),
+              ("mean", posterior.mean()[0], "gray", (0, 1)), ("std", posterior.std()[0], "magma", None),
+              ("90% width", (hi - lo)[0], "viridis", None)]
+    panels += [(f"sample {i}", s, "gray", (0, 1)) for i, s in enumerate(samples)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2 * len(panels), 2.3))
+    for ax, (title, img, cmap, lim) in zip(axes, panels):
+        kw = {"vmin": lim[0], "vmax": lim[1]} if lim else {}
+        ax.imshow(np.asarray(img.detach().cpu().real if hasattr(img, "detach") else img), cmap=cmap, **kw)
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{posterior.sampler}: {posterior.num_samples} samples, NFE {posterior.nfe}, "
+                 f"{posterior.wall_time:.1f} s", fontsize=9)
     return to_png(fig)
