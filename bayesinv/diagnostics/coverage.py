@@ -20,6 +20,10 @@ What each uncertainty figure assumes (pixels of one image are *not* independent 
 
 The HPD computation follows the standard sorted-sample shortest-interval rule (arviz ``hdi`` keeps
 ``floor(p S) + 1`` samples; here ``ceil(p S)``, identical unless ``p S`` is an integer).
+Finite-S biases, measured on an exact Gaussian posterior with S = 200: the equal-tailed interval from
+linearly interpolated sample quantiles covers ``p (S - 1)/(S + 1)`` on average (order statistics:
+``E F(X_(k)) = k/(S + 1)``); the sample HPD interval, being the narrowest of many windows, covers
+0.02-0.04 less than nominal (most at small levels). Use S >= 100 for coverage curves.
 References: Clopper & Pearson (1934), Biometrika 26(4); Hyndman (1996), "Computing and graphing
 highest density regions".
 

@@ -129,3 +129,21 @@ def test_bad_input():
         rcps_calibrate(*b, truths, groups=np.zeros(4, int))
     with pytest.raises(ValueError, match="delta"):
         hb_ucb(0.1, 10, 0.0)
+
+
+def test_guarantee_frequency_over_random_splits():
+    """P(test risk > alpha) <= delta over calibration draws: count violations over 30 random splits."""
+    alpha, delta = 0.1, 0.2
+    samples, truths, _ = conjugate(400, 40, event=(16,), shrink=0.5)
+    bounds = sample_bounds(samples, level=0.8)
+    g = torch.Generator().manual_seed(7)
+    violations, lams = 0, []
+    for _ in range(30):
+        perm = torch.randperm(400, generator=g).numpy()
+        cal, test = perm[:100], perm[100:]
+        res = rcps_calibrate(*(b[cal] for b in bounds), truths[cal], alpha=alpha, delta=delta)
+        violations += _risk_on_test(res, [b[test] for b in bounds], truths[test]) > alpha
+        lams.append(float(res.lam))
+    # binomial(30, 0.2) exceeds 11 with probability < 1%; HB is conservative so violations are rare
+    assert violations <= 11
+    assert np.std(lams) > 0  # the splits really differ
