@@ -115,3 +115,13 @@ def test_posterior_list_input_and_errors():
         coverage(samples, truths, kind="bogus")
     with pytest.raises(ShapeError, match="masks"):
         coverage(samples, truths, masks={"m": np.ones((5, 3))})
+
+
+def test_equal_tailed_matches_numpy_quantile():
+    g = torch.Generator().manual_seed(4)
+    s = torch.randn(3, 37, 2, 5, generator=g, dtype=torch.float64).numpy()
+    for level in (0.05, 0.5, 0.9, 0.95):
+        lo, hi = equal_tailed_intervals(s, level)
+        ref = np.quantile(s, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        np.testing.assert_allclose(lo, ref[0], atol=1e-12)
+        np.testing.assert_allclose(hi, ref[1], atol=1e-12)
