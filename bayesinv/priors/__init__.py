@@ -1,6 +1,12 @@
 """Priors with a denoiser/score: analytic (exact) and diffusion (learned)."""
 
 from bayesinv.priors.base import ScorePrior
+from bayesinv.priors.exact import (GaussianMixturePosterior, MixtureTestbed, exact_posterior, mixture_testbed,
+                                   random_measurement)
+from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior
+from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
 from bayesinv.priors.schedules import Schedule, make_schedule, ve_geometric, vp_cosine, vp_linear
 
-__all__ = ["ScorePrior", "Schedule", "make_schedule", "ve_geometric", "vp_cosine", "vp_linear"]
+__all__ = ["ScorePrior", "Schedule", "make_schedule", "ve_geometric", "vp_cosine", "vp_linear",
+           "GaussianPrior", "StationaryGaussianPrior", "GaussianMixturePrior", "grid_mixture",
+           "GaussianMixturePosterior", "MixtureTestbed", "exact_posterior", "mixture_testbed", "random_measurement"]
