@@ -19,7 +19,8 @@ and then ``P(E[L(beta_hat)] <= alpha) >= 1 - delta`` over the calibration draw (
 Hoeffding–Bentkus p-value for ``H0: risk >= R`` at observed ``R_hat`` with ``n`` points:
 ``p_H = exp(-n h1(min(R_hat, R), R))`` with ``h1(a, b) = a log(a/b) + (1-a) log((1-a)/(1-b))``,
 ``p_B = e * P(Binomial(n, R) <= ceil(n R_hat))``, ``p_HB = min(p_H, p_B)``; ``R+ = sup{R : p_HB > delta}``,
-found by Brent's method (p_HB is continuous and decreasing in R).
+found by Brent's method (p_HB is continuous and decreasing in R). The ceiling follows the paper; the
+authors' code uses ``floor``, which is slightly less conservative for non-integer ``n R_hat``.
 
 Grouped/per-pixel weights ``w`` are fitted on a random part of the calibration cases (the
 ``(1 - alpha)`` quantile of the per-pixel "needed" scale ``r`` of each group) and ``beta`` on the rest,
@@ -105,7 +106,10 @@ def interval_family(center: np.ndarray, lower: np.ndarray, upper: np.ndarray,
 
 
 def needed_scale(center: np.ndarray, lower: np.ndarray, upper: np.ndarray, truths: np.ndarray) -> np.ndarray:
-    """Smallest ``lambda`` per pixel with ``x`` in ``T_lambda``: ``(m - x)/(m - l)`` below m, ``(x - m)/(u - m)`` above."""
+    """Smallest ``lambda`` per pixel with ``x`` in ``T_lambda``.
+
+    ``(m - x)/(m - l)`` below the centre, ``(x - m)/(u - m)`` above (inf where the side has zero width).
+    """
     below = truths < center
     num = np.where(below, center - truths, truths - center)
     den = np.where(below, center - lower, upper - center)

@@ -131,7 +131,8 @@ def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
     return ordered[:, i] + frac * (ordered[:, j] - ordered[:, i])
 
 
-def equal_tailed_intervals(samples: np.ndarray, level: float, *, presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def equal_tailed_intervals(samples: np.ndarray, level: float, *,
+                           presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Equal-tailed interval per case and pixel: sample quantiles ``(1-p)/2`` and ``(1+p)/2`` over axis 1.
 
     Linear interpolation between order statistics (numpy's default ``quantile`` method).

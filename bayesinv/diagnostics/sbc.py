@@ -30,7 +30,6 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -110,7 +109,8 @@ def rank_uniformity(ranks: np.ndarray, num_samples: int, *, num_bins: int | None
                     float(ks.pvalue), outside)
 
 
-def summary_statistics(x: np.ndarray, *, inside: np.ndarray | None = None, direction: np.ndarray) -> dict[str, np.ndarray]:
+def summary_statistics(x: np.ndarray, *, inside: np.ndarray | None = None,
+                       direction: np.ndarray) -> dict[str, np.ndarray]:
     """Scalar summaries of images ``x`` ``(N, [S,] P)`` (flattened events): mean, projection, contrast.
 
     ``contrast`` = mean over ``inside`` pixels minus mean over the rest (``inside`` is ``(N, P)``).

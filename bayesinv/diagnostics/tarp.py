@@ -14,10 +14,10 @@ normalise every dimension using the truths only, draw references uniformly over 
 range, compute Euclidean (or Manhattan) distances, ``f = mean(d_samples < d_truth)``. Differences
 (deliberate): ``ECP`` is the empirical CDF, on a fixed ``alpha`` grid in [0, 1], of the randomised
 ``u_n = (k_n + V_n) / (S + 1)``, ``V_n ~ U(0, 1)`` (exactly uniform under a correct posterior, so the
-curve has no ``O(1/S)`` discreteness bias), instead of a histogram of ``f_n`` over its observed range; normalisation defaults to standardising with the truths'
-mean/std (``'range'`` reproduces the reference min/max scaling); the band is a proper bootstrap over
-cases (resampled with replacement) rather than the reference's sequential replacement scheme;
-randomness comes from a ``torch.Generator``.
+curve has no ``O(1/S)`` discreteness bias), instead of a histogram of ``f_n`` over its observed range;
+normalisation defaults to standardising with the truths' mean/std (``'range'`` reproduces the
+reference min/max scaling); the band is a proper bootstrap over cases (resampled with replacement)
+rather than the reference's sequential replacement scheme; randomness comes from a ``torch.Generator``.
 
 Summaries: ``max_deviation = max_alpha |ECP - alpha|`` with a simultaneous bootstrap band for it,
 ``atc = integral (ECP(alpha) - alpha) d alpha`` (signed area between curve and diagonal), and a KS test

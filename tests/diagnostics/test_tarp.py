@@ -49,7 +49,8 @@ def test_fractions_against_direct_loop():
     s = torch.randn(6, 7, 3, generator=g, dtype=torch.float64).numpy()
     t = torch.randn(6, 3, generator=g, dtype=torch.float64).numpy()
     r = torch.randn(6, 3, generator=g, dtype=torch.float64).numpy()
-    for metric, dist in (("euclidean", lambda a, b: np.linalg.norm(a - b)), ("manhattan", lambda a, b: np.abs(a - b).sum())):
+    metrics = (("euclidean", lambda a, b: np.linalg.norm(a - b)), ("manhattan", lambda a, b: np.abs(a - b).sum()))
+    for metric, dist in metrics:
         closer, frac = tarp_fractions(s, t, r, metric)
         for n in range(6):
             k = sum(dist(s[n, i], r[n]) < dist(t[n], r[n]) for i in range(7))
