@@ -45,7 +45,8 @@ from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
 from bayesinv.priors.schedules import Schedule
 from bayesinv.problem import InverseProblem
 
-__all__ = ["GaussianMixturePosterior", "exact_posterior", "random_measurement", "mixture_testbed", "MixtureTestbed"]
+__all__ = ["GaussianMixturePosterior", "exact_posterior", "dense_linear_gaussian", "random_measurement",
+           "mixture_testbed", "MixtureTestbed"]
 
 _MAX_DENSE_DIM = 4096
 
@@ -200,8 +201,13 @@ class GaussianMixturePosterior:
         return f"GaussianMixturePosterior(num_components={self.num_components}, event_shape={self.event_shape})"
 
 
-def _dense_problem(problem: InverseProblem, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """``(A, y, sigma)`` as real float64 arrays ``(m, d)``, ``(m,)`` (complex rows split into re/im pairs)."""
+def dense_linear_gaussian(problem: InverseProblem, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """A linear-Gaussian problem as dense real float64 ``(A, y, sigma)``: ``A (m, d)``, ``y (m,)``.
+
+    Checks that the problem has a :class:`LinearOperator` on real images, no nuisance latents and Gaussian
+    noise of known sigma. Complex measurements become pairs of real rows (real and imaginary parts carry
+    independent ``N(0, sigma^2)`` noise), in the order of ``torch.view_as_real``.
+    """
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
     if problem.nuisance:
@@ -253,7 +259,7 @@ def exact_posterior(problem: InverseProblem, y: torch.Tensor, *, prior=None) -> 
     """
     prior = problem.prior if prior is None else prior
     weights, means, covs = _prior_components(prior)
-    matrix, y_vec, sigma = _dense_problem(problem, y)
+    matrix, y_vec, sigma = dense_linear_gaussian(problem, y)
     m, d = matrix.shape
     if d != means.shape[1]:
         raise ShapeError(f"the operator's in_dim {d} differs from the prior's dimension {means.shape[1]}")
