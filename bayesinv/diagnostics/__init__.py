@@ -4,6 +4,9 @@ Calibration: :mod:`~bayesinv.diagnostics.coverage` (per-pixel/stratified coverag
 Clopper–Pearson intervals), :mod:`~bayesinv.diagnostics.sbc` (simulation-based calibration),
 :mod:`~bayesinv.diagnostics.tarp` (joint coverage of whole images), :mod:`~bayesinv.diagnostics.conformal`
 (risk-controlling recalibration of interval width).
+
+Distances: :mod:`~bayesinv.diagnostics.distances` (sliced Wasserstein and MMD to exact posterior samples,
+with the noise floor of two exact sample sets).
 """
 
 from bayesinv.diagnostics.conformal import (RCPSResult, hb_ucb, miscoverage_risk, point_bounds, rcps_apply,
@@ -11,6 +14,8 @@ from bayesinv.diagnostics.conformal import (RCPSResult, hb_ucb, miscoverage_risk
 from bayesinv.diagnostics.coverage import (DEFAULT_LEVELS, CoverageResult, StratumCoverage, as_samples,
                                            clopper_pearson_interval, coverage, credible_intervals,
                                            equal_tailed_intervals, hpd_intervals)
+from bayesinv.diagnostics.distances import (DistanceResult, distance_to_reference, median_bandwidth, mmd,
+                                            noise_floor, random_directions, sliced_wasserstein, wasserstein_1d)
 from bayesinv.diagnostics.sbc import RankTest, SBCResult, sbc, sbc_ranks
 from bayesinv.diagnostics.tarp import TarpResult, tarp
 
@@ -20,5 +25,8 @@ __all__ = [
     "credible_intervals", "equal_tailed_intervals", "hpd_intervals",
     "RankTest", "SBCResult", "sbc", "sbc_ranks",
     "TarpResult", "tarp",
+    # distances to exact posteriors
+    "DistanceResult", "distance_to_reference", "median_bandwidth", "mmd", "noise_floor", "random_directions",
+    "sliced_wasserstein", "wasserstein_1d",
     "RCPSResult", "hb_ucb", "miscoverage_risk", "point_bounds", "rcps_apply", "rcps_calibrate", "sample_bounds",
 ]
