@@ -205,6 +205,7 @@ def distance_to_reference(samples, exact_sampler, *, distance: str = "sliced_was
     ``distance = D(samples, ref)``, ``floor = D(exact', ref)`` with ``exact'`` an independent exact set of
     size ``n``.
     """
+    metric = _metric(distance)
     points = _as_points("samples", samples)
     n = points.shape[0]
     m = n if num_reference is None else int(num_reference)
@@ -213,7 +214,7 @@ def distance_to_reference(samples, exact_sampler, *, distance: str = "sliced_was
     if reference.shape[1] != points.shape[1]:
         raise ShapeError(f"samples have event size {points.shape[1]} but the exact sampler gives {reference.shape[1]}")
     directions = random_directions(points.shape[1], num_projections, generator=generator) \
-        if _metric(distance) is sliced_wasserstein else None
+        if metric is sliced_wasserstein else None
     return DistanceResult(_paired_distance(distance, points, reference, directions, **options),
                           _paired_distance(distance, fresh, reference, directions, **options), n, m, distance)
 

@@ -120,6 +120,6 @@ def test_bad_inputs_raise_clear_errors(generator):
     with pytest.raises(ShapeError, match="at least 2 samples"):
         mmd(x[:1], x)
     with pytest.raises(ValueError, match="unknown distance"):
-        distance_to_reference(x, lambda n, generator=None: torch.randn(n, 2), distance="kl")
+        distance_to_reference(x, lambda n, generator=None: torch.randn(n, 2, generator=generator), distance="kl")
     with pytest.raises(TypeError, match="exact_sampler must be callable"):
         distance_to_reference(x, 3)

@@ -157,3 +157,24 @@ def test_stationary_rejects_asymmetric_or_negative_spectrum():
         StationaryGaussianPrior(-torch.ones(1, 4, 4))
     with pytest.raises(ValueError, match="strictly positive"):
         StationaryGaussianPrior(torch.zeros(1, 4, 4)).log_prob(torch.zeros(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("kind", ["dense", "stationary", "mixture"])
+def test_priors_are_pyro_sites_of_the_inverse_problem_model(kind):
+    """Inside the model's chains plate the prior is expanded; the traced joint density is prior + likelihood."""
+    import pyro
+
+    from bayesinv import Gaussian, InverseProblem
+    from bayesinv.operators import Identity
+    from bayesinv.priors import GaussianMixturePrior
+
+    prior = {"dense": GaussianPrior(torch.zeros(1, 2, 2), 1.5),
+             "stationary": StationaryGaussianPrior.squared_exponential((1, 2, 2), length_scale=1.0),
+             "mixture": GaussianMixturePrior(torch.tensor([0.3, 0.7]), torch.arange(8.0).reshape(2, 1, 2, 2), 0.5)}[kind]
+    problem = InverseProblem(Identity((1, 2, 2)), Gaussian(0.5), prior)
+    y = torch.zeros(1, 2, 2, dtype=torch.float64)
+    trace = pyro.poutine.trace(problem.model).get_trace(y, num_samples=3)
+    x = trace.nodes["x"]["value"]
+    assert x.shape == (3, 1, 2, 2)
+    expected = prior.log_prob(x).sum() + problem.log_likelihood(x, y).sum()
+    assert float(trace.log_prob_sum()) == pytest.approx(float(expected), rel=1e-12)
