@@ -121,7 +121,8 @@ def median_bandwidth(x, y, *, max_points: int = 1000) -> float:
 def mmd(x, y, *, bandwidth: float | None = None) -> torch.Tensor:
     r"""Unbiased ``MMD^2`` with the kernel ``k(a, b) = exp(-|a - b|^2 / (2 h^2))`` (Gretton et al. 2012).
 
-    ``MMD^2_u = 1/(n(n-1)) sum_{i≠j} k(x_i, x_j) + 1/(m(m-1)) sum_{i≠j} k(y_i, y_j) - 2/(nm) sum_{i,j} k(x_i, y_j)``;
+    ``MMD^2_u = 1/(n(n-1)) sum_{i≠j} k(x_i, x_j) + 1/(m(m-1)) sum_{i≠j} k(y_i, y_j)
+    - 2/(nm) sum_{i,j} k(x_i, y_j)``;
     its expectation is the population ``MMD^2`` (zero iff the distributions agree), so it can be slightly
     negative. ``bandwidth=None`` uses :func:`median_bandwidth`.
 

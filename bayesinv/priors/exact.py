@@ -125,7 +125,8 @@ class GaussianMixturePosterior:
         if bool((self._eigvals <= 0).any()):
             raise ValueError("the posterior covariance is singular (e.g. noiseless directions); no density")
         coef = torch.einsum("bkd,kde->bke", xf[:, None, :] - self.means, self._eigvecs)
-        log_n = -0.5 * ((coef**2 / self._eigvals).sum(-1) + self._eigvals.log().sum(-1) + self.dim * math.log(2 * math.pi))
+        log_n = -0.5 * ((coef**2 / self._eigvals).sum(-1) + self._eigvals.log().sum(-1)
+                        + self.dim * math.log(2 * math.pi))
         return torch.logsumexp(self.weights.log() + log_n, dim=1).reshape(batch)
 
     def sample(self, n: int, *, generator: torch.Generator | None = None,

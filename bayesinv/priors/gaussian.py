@@ -113,7 +113,8 @@ class GaussianPrior(ScorePrior):
         if mean.numel() == 1:
             mean = mean.reshape(()).expand(d)
         if mean.numel() != d:
-            raise ShapeError(f"mean must have {d} elements for event_shape {event_shape}, got shape {tuple(mean.shape)}")
+            raise ShapeError(f"mean must have {d} elements for event_shape {event_shape}, "
+                             f"got shape {tuple(mean.shape)}")
         self.mean_vector = check_finite("mean", mean.reshape(d).clone())
         cov = torch.as_tensor(cov, dtype=torch.float64)
         if cov.ndim == 0:
@@ -225,7 +226,8 @@ class StationaryGaussianPrior(ScorePrior):
 
     @classmethod
     def squared_exponential(cls, shape: Sequence[int], *, length_scale: float, variance: float = 1.0,
-                            mean=0.0, nugget: float = 1e-4, schedule: Schedule | None = None) -> StationaryGaussianPrior:
+                            mean=0.0, nugget: float = 1e-4,
+                            schedule: Schedule | None = None) -> StationaryGaussianPrior:
         """Periodic squared-exponential covariance ``variance * exp(-r^2 / (2 l^2)) + nugget * delta``.
 
         ``r`` is the wrap-around pixel distance; the eigenvalues of the circulant covariance are the

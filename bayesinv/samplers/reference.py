@@ -65,7 +65,8 @@ def _resolve_prior(problem: InverseProblem, prior: str) -> str:
     if prior == "gaussian" and not isinstance(problem.prior, GaussianPrior | StationaryGaussianPrior):
         raise TypeError(f"prior='gaussian' needs a GaussianPrior on the problem, got {type(problem.prior).__name__}")
     if prior == "mixture" and not isinstance(problem.prior, GaussianMixturePrior):
-        raise TypeError(f"prior='mixture' needs a GaussianMixturePrior on the problem, got {type(problem.prior).__name__}")
+        raise TypeError(f"prior='mixture' needs a GaussianMixturePrior on the problem, "
+                        f"got {type(problem.prior).__name__}")
     return prior
 
 
@@ -137,7 +138,8 @@ def _get_mcmc(key: tuple, model, **options):
     from numpyro.infer import MCMC, NUTS
 
     if key not in _MCMC_CACHE:
-        kernel = NUTS(model, target_accept_prob=options.pop("target_accept"), max_tree_depth=options.pop("max_tree_depth"))
+        kernel = NUTS(model, target_accept_prob=options.pop("target_accept"),
+                      max_tree_depth=options.pop("max_tree_depth"))
         _MCMC_CACHE[key] = MCMC(kernel, jit_model_args=True, **options)
         while len(_MCMC_CACHE) > _CACHE_SIZE:
             _MCMC_CACHE.popitem(last=False)

@@ -73,7 +73,8 @@ def test_mixture_posterior_matches_quadrature_in_1d():
     prior = problem.prior
     grid = np.linspace(-12, 12, 48001)
     lik = stats.norm(0.7 * grid, 0.6).pdf(1.9)
-    comps = prior.weights.numpy()[:, None] * stats.norm(prior.means.numpy(), np.sqrt(prior.component_variances.numpy())).pdf(grid)
+    stds = np.sqrt(prior.component_variances.numpy())
+    comps = prior.weights.numpy()[:, None] * stats.norm(prior.means.numpy(), stds).pdf(grid)
     joint = comps * lik
     mass = integrate.trapezoid(joint, grid, axis=1)
     np.testing.assert_allclose(post.weights.numpy(), mass / mass.sum(), rtol=1e-8)

@@ -170,7 +170,8 @@ def test_priors_are_pyro_sites_of_the_inverse_problem_model(kind):
 
     prior = {"dense": GaussianPrior(torch.zeros(1, 2, 2), 1.5),
              "stationary": StationaryGaussianPrior.squared_exponential((1, 2, 2), length_scale=1.0),
-             "mixture": GaussianMixturePrior(torch.tensor([0.3, 0.7]), torch.arange(8.0).reshape(2, 1, 2, 2), 0.5)}[kind]
+             "mixture": GaussianMixturePrior(torch.tensor([0.3, 0.7]), torch.arange(8.0).reshape(2, 1, 2, 2),
+                                             0.5)}[kind]
     problem = InverseProblem(Identity((1, 2, 2)), Gaussian(0.5), prior)
     y = torch.zeros(1, 2, 2, dtype=torch.float64)
     trace = pyro.poutine.trace(problem.model).get_trace(y, num_samples=3)
