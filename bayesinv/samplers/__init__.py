@@ -1,12 +1,32 @@
 """Posterior samplers: plain functions ``sample_x(problem, y, *, num_samples, steps, generator, ...) -> Posterior``.
 
+Every sampler draws its chains as a batch, takes an explicit ``torch.Generator``, accepts
+``batch_size``, ``progress`` and ``callback(step, x_t, x0_hat)``, raises
+:class:`~bayesinv.errors.SamplerDivergence` at the first non-finite iterate and returns a
+:class:`~bayesinv.posterior.Posterior`. The shared machinery is in :mod:`bayesinv.samplers._common`.
+
 ``SAMPLERS`` maps a registry name (used by the CLI and the study runner) to the sampler function.
+
+>>> sorted(SAMPLERS)[:3]
+['annealed_langevin', 'ddrm', 'dps']
 """
 
+from bayesinv.samplers.ddrm import sample_ddrm
 from bayesinv.samplers.dps import sample_dps
+from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
+from bayesinv.samplers.score_sde import sample_score_sde
+from bayesinv.samplers.smc import sample_smc
 
-__all__ = ["SAMPLERS", "sample_dps"]
+__all__ = ["SAMPLERS", "sample_dps", "sample_ddrm", "sample_score_sde", "sample_annealed_langevin", "sample_ula",
+           "sample_pnp_ula", "sample_mala", "sample_smc"]
 
 SAMPLERS = {
     "dps": sample_dps,
+    "ddrm": sample_ddrm,
+    "score_sde": sample_score_sde,
+    "annealed_langevin": sample_annealed_langevin,
+    "ula": sample_ula,
+    "pnp_ula": sample_pnp_ula,
+    "mala": sample_mala,
+    "smc": sample_smc,
 }

@@ -1,0 +1,362 @@
+r"""The Langevin family: annealed Langevin dynamics, (PnP-)ULA and MALA.
+
+All work on the data scale ``x`` (for a diffusion prior at timestep ``t`` the noisy data-scale image
+is ``x_t / alpha_t`` with noise level ``gamma_t = sigma_t / alpha_t``, and its score is
+``alpha_t score(alpha_t x, t) = (E[x0 | alpha_t x] - x) / gamma_t^2``).
+
+* **Annealed Langevin** (Song & Ermon 2019, Alg. 1; posterior version of Jalal et al. 2021): noise
+  levels ``gamma_1 > ... > gamma_L`` (geometric), ``T`` steps each with step
+  ``eta_i = eps gamma_i^2 / gamma_L^2``,
+  ``x <- x + eta_i (s_prior(x, gamma_i) + grad_x log N(y; A x, (sigma_y^2 + gamma_i^2) I)) + sqrt(2 eta_i) z``;
+  the noise-inflated likelihood is Jalal et al.'s. Defaults (Song & Ermon): ``L = 10``, ``T = 100``,
+  ``eps = 2e-5``. Non-Gaussian noise uses the un-inflated log-likelihood gradient.
+* **ULA / PnP-ULA** (Laumont, De Bortoli, Almansa, Delon, Durmus, Pereyra 2022, SIAM J. Imaging Sci.):
+  at one small noise level ``gamma`` (``eps = gamma^2``),
+  ``x <- x + delta grad log p(y|x) + (alpha delta / eps)(D_eps(x) - x) + (delta / lambda)(Pi_C(x) - x)
+  + sqrt(2 delta) z`` with ``Pi_C`` the projection on the box ``C`` (PnP-ULA; ULA has no projection).
+  Default step ``delta = 1 / (3 (L_y + alpha / eps + 1 / lambda))`` with ``L_y = ||A||^2 / sigma_y^2``
+  (their condition ``delta < 1/3 L^-1`` for a 1-Lipschitz denoiser residual); ``gamma = 5/255``.
+* **MALA** (Roberts & Tweedie 1996): the ULA proposal on the exact log-posterior
+  ``log p(x) + log p(y|x)`` (priors with an explicit ``log_prob`` only), accepted with the
+  Metropolis-Hastings probability; asymptotically exact. The step size is adapted per chain during
+  burn-in toward acceptance 0.574 (Roberts & Rosenthal 1998), then frozen.
+
+MCMC samplers run ``num_samples`` chains for ``steps`` iterations and keep the last ``num_draws``
+states every ``thin`` iterations: samples ``(num_samples, num_draws, *event_shape)``.
+
+>>> import torch
+>>> from bayesinv import Gaussian, InverseProblem
+>>> from bayesinv.operators import Identity
+>>> from bayesinv.priors import GaussianPrior
+>>> problem = InverseProblem(Identity((2,)), Gaussian(0.5), GaussianPrior(torch.zeros(2), 1.0))
+>>> post = sample_mala(problem, torch.zeros(1, 2, dtype=torch.float64), num_samples=3, steps=20,
+...                    num_draws=2, generator=torch.Generator().manual_seed(0), progress=False)
+>>> tuple(post.samples.shape), 0 <= post.extras["acceptance_rate"] <= 1
+((3, 2, 2), True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import torch
+
+from bayesinv.errors import NoDensityError
+from bayesinv.operators.base import LinearOperator
+from bayesinv.posterior import Posterior
+from bayesinv.problem import InverseProblem
+from bayesinv.samplers import _common as C
+
+__all__ = ["sample_annealed_langevin", "sample_ula", "sample_pnp_ula", "sample_mala", "LangevinState",
+           "langevin_step", "mala_step", "data_scale_score"]
+
+
+class LangevinState(NamedTuple):
+    """Chains ``x``, per-chain step sizes ``step_size`` and accepted-move counts (MALA)."""
+
+    x: torch.Tensor
+    step_size: torch.Tensor
+    accepted: torch.Tensor
+
+
+def data_scale_score(prior, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(D(x), s(x))``: denoiser and score of the data-scale noisy prior at timestep ``t`` (module docstring)."""
+    alpha, sigma = float(prior.schedule.alpha[t]), float(prior.schedule.sigma[t])
+    denoised = prior.denoise(alpha * x, t)
+    return denoised, (denoised - x) / (sigma / alpha) ** 2
+
+
+def _bshape(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def langevin_step(state: LangevinState, drift: torch.Tensor, noise: torch.Tensor) -> LangevinState:
+    """``x <- x + delta drift + sqrt(2 delta) z`` (per-chain ``delta``)."""
+    delta = _bshape(state.step_size, state.x)
+    return state._replace(x=state.x + delta * drift + (2 * delta).sqrt() * noise)
+
+
+def _likelihood_grad(problem, x, y, latents, inflation: float = 0.0) -> torch.Tensor:
+    """``grad log p(y|x)``; for Gaussian noise with the variance inflated by ``inflation`` (Jalal et al.)."""
+    sigma = C.gaussian_noise_std(problem, latents)
+    if sigma is None or inflation == 0.0:
+        return C.grad_log_likelihood(problem, x, y, latents)[1]
+    sigma2 = _bshape(torch.as_tensor(sigma, dtype=x.dtype) ** 2, x) if isinstance(sigma, torch.Tensor) \
+        else sigma**2
+    op = C.operator_at(problem, latents)
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        sq = C.squared_residual(y, op(xg))
+        var = sigma2.reshape(-1) if isinstance(sigma2, torch.Tensor) else sigma2
+        (grad,) = torch.autograd.grad((-sq / (2 * (var + inflation))).sum(), xg)
+    return grad
+
+
+def _likelihood_lipschitz(problem, y, latents, generator) -> float | None:
+    sigma = C.gaussian_noise_std(problem, latents)
+    op = C.operator_at(problem, latents)
+    if sigma is None or not isinstance(op, LinearOperator):
+        return None
+    sigma_min = float(torch.as_tensor(sigma).min())
+    return C.operator_norm_squared(op, y, generator=generator) / sigma_min**2
+
+
+def _initial(problem, y, init, start, n, generator) -> torch.Tensor:
+    shape = tuple(problem.prior.event_shape)
+    dtype = y.real.dtype if y.is_complex() else y.dtype
+    if init is not None:
+        return init[start:start + n].to(dtype=dtype, device=y.device).clone()
+    if hasattr(problem.prior, "sample_n"):
+        return problem.prior.sample_n(n, generator=generator).to(dtype=dtype, device=y.device)
+    return torch.zeros((n, *shape), dtype=dtype, device=y.device)
+
+
+def _check_init(init, num_samples, shape):
+    if init is None:
+        return None
+    if not isinstance(init, torch.Tensor) or tuple(init.shape) != (num_samples, *shape):
+        raise ValueError(f"init must be a tensor of shape ({num_samples}, {', '.join(map(str, shape))}), "
+                         f"got {tuple(getattr(init, 'shape', ()))}")
+    return init
+
+
+def _keep_schedule(steps: int, num_draws: int, thin: int) -> set[int]:
+    burn_in = steps - num_draws * thin
+    if num_draws < 1 or thin < 1 or burn_in < 0:
+        raise ValueError(f"need num_draws >= 1, thin >= 1 and num_draws * thin <= steps; got num_draws={num_draws}, "
+                         f"thin={thin}, steps={steps}")
+    return {burn_in + (k + 1) * thin - 1 for k in range(num_draws)}
+
+
+def _run_chains(name, problem, y, *, num_samples, steps, generator, batch_size, progress, callback, init,
+                num_draws, thin, step_size, update):
+    """Shared MCMC loop: ``update(state, chunk_latents) -> (state, x0_hat)`` per iteration."""
+    keep = _keep_schedule(steps, num_draws, thin)
+    clock = C.Clock()
+    accept = []
+
+    def draw(start, n):
+        x = _initial(problem, y, init, start, n, generator)
+        state = LangevinState(x, torch.full((n,), float(step_size), dtype=x.dtype, device=x.device),
+                              torch.zeros(n, dtype=x.dtype, device=x.device))
+        kept = []
+        with C.progress_bar(steps, progress, name) as bar:
+            for i in range(steps):
+                new, x0_hat = update(state, i, start, n)
+                C.check_step(name, i, new.x, last_good=state.x)
+                state = new
+                if i in keep:
+                    kept.append(state.x.detach().clone())
+                if callback is not None:
+                    callback(i, state.x, x0_hat)
+                bar.update(1)
+        accept.append(state.accepted)
+        return torch.stack(kept, 1), {"step_size": state.step_size}
+
+    samples, extras = C.draw_in_chunks(num_samples, batch_size, draw)
+    step_sizes = torch.cat([e["step_size"] for e in extras])
+    return samples, clock, torch.cat(accept), step_sizes
+
+
+def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 10,
+                             generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
+                             callback: Callable | None = None, steps_per_level: int = 100, step_size: float = 2e-5,
+                             noise_levels: tuple[float, float] | None = None, inflate_likelihood: bool = True,
+                             latents: Mapping[str, Any] | None = None) -> Posterior:
+    """Annealed Langevin dynamics on the posterior (Song & Ermon 2019; Jalal et al. 2021; module docstring).
+
+    ``steps`` is the number of noise levels ``L``, geometric between ``noise_levels = (max, min)``
+    (default: the schedule's extremes), each mapped to the nearest timestep. Returns independent chains
+    ``(num_samples, 1, *event_shape)``; ``nfe = steps * steps_per_level``.
+    """
+    name = "annealed_langevin"
+    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
+    schedule = problem.prior.schedule
+    levels_all = schedule.sigma / schedule.alpha
+    hi, lo = noise_levels if noise_levels is not None else (float(levels_all.max()), float(levels_all.min()))
+    if not hi >= lo > 0:
+        raise ValueError(f"{name}: noise_levels must be (max, min) with max >= min > 0, got {noise_levels}")
+    targets = torch.exp(torch.linspace(math.log(hi), math.log(lo), steps, dtype=torch.float64))
+    ts = [schedule.timestep_for_noise_level(float(g)) for g in targets]
+    gammas = [float(levels_all[t]) for t in ts]
+    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    prior, shape = problem.prior, tuple(problem.prior.event_shape)
+    clock = C.Clock()
+
+    def draw(start, n):
+        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
+        t_top = schedule.num_steps - 1
+        x = C.initial_noise(schedule, (n, *shape), generator, y) / float(schedule.alpha[t_top])
+        with C.progress_bar(steps * steps_per_level, progress, name) as bar:
+            for level, (t, gamma) in enumerate(zip(ts, gammas, strict=True)):
+                delta = torch.full((n,), step_size * gamma**2 / gammas[-1] ** 2, dtype=x.dtype, device=x.device)
+                for k in range(steps_per_level):
+                    denoised, score = data_scale_score(prior, x, t)
+                    lik = _likelihood_grad(problem, x, y, chunk_latents, gamma**2 if inflate_likelihood else 0.0)
+                    state = langevin_step(LangevinState(x, delta, delta), score + lik, C.randn(x.shape, generator, y))
+                    step = level * steps_per_level + k
+                    C.check_step(name, step, state.x, last_good=x, detail=f"noise level {gamma:.3g}")
+                    x = state.x
+                    if callback is not None:
+                        callback(step, x, denoised)
+                    bar.update(1)
+        return x[:, None], {}
+
+    samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
+    settings = {"steps": steps, "steps_per_level": steps_per_level, "step_size": step_size,
+                "noise_levels": [gammas[0], gammas[-1]], "inflate_likelihood": inflate_likelihood,
+                "batch_size": batch_size, "schedule": schedule.name}
+    return C.make_posterior(name, samples, settings=settings, nfe=steps * steps_per_level, clock=clock,
+                            generator=generator, problem=problem)
+
+
+def sample_pnp_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 1000,
+                   generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
+                   callback: Callable | None = None, noise_level: float = 5 / 255, step_size: float | None = None,
+                   regularization: float = 1.0, box: tuple[float, float] | None = (-1.0, 2.0),
+                   box_weight: float | None = None, init: torch.Tensor | None = None, num_draws: int = 1,
+                   thin: int = 1, latents: Mapping[str, Any] | None = None) -> Posterior:
+    """PnP-ULA (Laumont et al. 2022; module docstring): ``num_samples`` chains of ``steps`` iterations.
+
+    ``noise_level`` is the denoiser's ``gamma`` (``eps = gamma^2``; snapped to the nearest timestep),
+    ``regularization`` is ``alpha``, ``box = (low, high)`` the convex set ``C`` (``None``: plain ULA) with
+    ``box_weight = lambda`` (default ``1 / (L_y + alpha / eps)``). ``init``: ``(num_samples, *event)``
+    starting states (default: prior draws for analytic priors, else zeros).
+    """
+    name = "pnp_ula" if box is not None else "ula"
+    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
+    shape = tuple(problem.prior.event_shape)
+    init = _check_init(init, num_samples, shape)
+    schedule, prior = problem.prior.schedule, problem.prior
+    t = schedule.timestep_for_noise_level(noise_level)
+    gamma = float(schedule.noise_level(t))
+    eps = gamma**2
+    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    lip_y = _likelihood_lipschitz(problem, y, all_latents, generator)
+    lip = (lip_y if lip_y is not None else 0.0) + regularization / eps
+    if box is not None and box_weight is None:
+        box_weight = 1.0 / lip
+    if step_size is None:
+        if lip_y is None:
+            raise ValueError(f"{name}: pass step_size= (the likelihood's Lipschitz constant is unknown here)")
+        step_size = 1.0 / (3 * (lip + (1.0 / box_weight if box is not None else 0.0)))
+
+    def update(state, i, start, n):
+        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
+        denoised, _ = data_scale_score(prior, state.x, t)
+        drift = _likelihood_grad(problem, state.x, y, chunk_latents) + regularization / eps * (denoised - state.x)
+        if box is not None:
+            drift = drift + (state.x.clamp(*box) - state.x) / box_weight
+        return langevin_step(state, drift, C.randn(state.x.shape, generator, y)), denoised
+
+    samples, clock, _, _ = _run_chains(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                                       batch_size=batch_size, progress=progress, callback=callback, init=init,
+                                       num_draws=num_draws, thin=thin, step_size=step_size, update=update)
+    settings = {"steps": steps, "noise_level": gamma, "step_size": step_size, "regularization": regularization,
+                "box": box, "box_weight": box_weight, "num_draws": num_draws, "thin": thin, "batch_size": batch_size}
+    return C.make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
+                            problem=problem)
+
+
+def sample_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 1000,
+               generator: torch.Generator, **options) -> Posterior:
+    """ULA with the prior score from the denoiser at a small noise level: :func:`sample_pnp_ula` with ``box=None``."""
+    options.setdefault("box", None)
+    return sample_pnp_ula(problem, y, num_samples=num_samples, steps=steps, generator=generator, **options)
+
+
+def _uniform(n: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    return torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device).to(like)
+
+
+def _log_posterior(problem, x, y, latents) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        try:
+            log_prior = problem.prior.log_prob(xg)
+        except (NoDensityError, NotImplementedError) as err:
+            raise NoDensityError(f"mala needs a prior with an explicit log_prob (analytic priors); "
+                                 f"{type(problem.prior).__name__} has none: use sample_pnp_ula") from err
+        value = log_prior + C.log_likelihood(problem, xg, y, latents)
+        (grad,) = torch.autograd.grad(value.sum(), xg)
+    return value.detach(), grad
+
+
+def mala_step(state: LangevinState, log_target: Callable, noise: torch.Tensor, uniform: torch.Tensor,
+              current: tuple[torch.Tensor, torch.Tensor]) -> tuple[LangevinState, tuple, torch.Tensor]:
+    """One MALA step; ``current = (log pi(x), grad log pi(x))``. Returns the state, new ``current``, acceptances."""
+    x, (lp, grad) = state.x, current
+    delta = _bshape(state.step_size, x)
+    prop = x + delta * grad + (2 * delta).sqrt() * noise
+    lp_prop, grad_prop = log_target(prop)
+
+    def log_q(to, frm, grad_from):  # log N(to; frm + delta grad, 2 delta I), constants dropped
+        diff = (to - frm - delta * grad_from).reshape(x.shape[0], -1)
+        return -(diff**2).sum(1) / (4 * state.step_size)
+
+    log_ratio = lp_prop - lp + log_q(x, prop, grad_prop) - log_q(prop, x, grad)
+    ok = torch.log(uniform) < log_ratio
+    okb = _bshape(ok, x)
+    new_x = torch.where(okb, prop, x)
+    new_current = (torch.where(ok, lp_prop, lp), torch.where(okb, grad_prop, grad))
+    accept_prob = log_ratio.clamp(max=0).exp()
+    return state._replace(x=new_x, accepted=state.accepted + ok.to(x.dtype)), new_current, accept_prob
+
+
+def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 1000,
+                generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
+                callback: Callable | None = None, step_size: float | None = None, adapt: bool = True,
+                target_acceptance: float = 0.574, init: torch.Tensor | None = None, num_draws: int = 1,
+                thin: int = 1, latents: Mapping[str, Any] | None = None) -> Posterior:
+    """MALA on the exact log-posterior (module docstring): ``num_samples`` chains of ``steps`` iterations.
+
+    With ``adapt`` the per-chain step size is tuned toward ``target_acceptance`` during the first half
+    of the burn-in (``steps - num_draws * thin`` iterations) and frozen afterwards; ``extras`` holds the
+    acceptance rate over the frozen iterations and the median final step size.
+    """
+    name = "mala"
+    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                       need_score_prior=False)
+    if problem.prior is None:
+        raise ValueError("mala: the problem has no prior")
+    shape = tuple(problem.prior.event_shape)
+    init = _check_init(init, num_samples, shape)
+    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    if step_size is None:
+        lip_y = _likelihood_lipschitz(problem, y, all_latents, generator)
+        step_size = 0.5 / (1.0 + (lip_y or 0.0))
+    burn_in = steps - num_draws * thin
+    adapt_steps = burn_in // 2 if adapt else 0
+    cache: dict[int, tuple] = {}
+    accepted_after = {}
+
+    def update(state, i, start, n):
+        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
+
+        def log_target(x):
+            return _log_posterior(problem, x, y, chunk_latents)
+
+        if i == 0:
+            cache[start] = log_target(state.x)
+            accepted_after[start] = torch.zeros(n, dtype=state.x.dtype, device=state.x.device)
+        new, cache[start], prob = mala_step(state, log_target, C.randn(state.x.shape, generator, y),
+                                            _uniform(n, generator, state.x), cache[start])
+        if i < adapt_steps:  # Robbins-Monro on the log step size, per chain; frozen afterwards
+            gain = 1.0 / (i + 1) ** 0.6
+            new = new._replace(step_size=new.step_size * torch.exp(gain * (prob - target_acceptance)))
+        else:
+            accepted_after[start] += (new.accepted - state.accepted)
+        return new, None
+
+    samples, clock, _, step_sizes = _run_chains(
+        name, problem, y, num_samples=num_samples, steps=steps, generator=generator, batch_size=batch_size,
+        progress=progress, callback=callback, init=init, num_draws=num_draws, thin=thin, step_size=step_size,
+        update=update)
+    rate = float(torch.cat(list(accepted_after.values())).sum()) / (num_samples * max(steps - adapt_steps, 1))
+    settings = {"steps": steps, "step_size": step_size, "adapt": adapt, "target_acceptance": target_acceptance,
+                "num_draws": num_draws, "thin": thin, "batch_size": batch_size}
+    extras = {"acceptance_rate": rate, "final_step_size_median": float(step_sizes.median())}
+    return C.make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
+                            problem=problem, extras=extras)
