@@ -58,8 +58,10 @@ __all__ = ["check_inputs", "resolve_latents", "log_likelihood", "grad_log_likeli
 # -- inputs ------------------------------------------------------------------------------------------
 def check_inputs(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None,
                  generator: torch.Generator, need_score_prior: bool = True,
-                 max_steps: int | None = None) -> torch.Tensor:
+                 bounded_by_schedule: bool = False) -> torch.Tensor:
     """Validate the common arguments of a sampler and return ``y`` with a leading batch dimension of 1.
+
+    ``bounded_by_schedule``: ``steps`` may not exceed the number of timesteps of the prior's schedule.
 
     Raises ``TypeError``/``ValueError`` naming the argument with the expected and the given value.
     """
@@ -76,6 +78,7 @@ def check_inputs(name: str, problem: InverseProblem, y: torch.Tensor, *, num_sam
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"{name}: steps must be a positive int, got {steps!r}")
+        max_steps = problem.prior.schedule.num_steps if bounded_by_schedule else None
         if max_steps is not None and steps > max_steps:
             raise ValueError(f"{name}: steps must be at most the schedule's {max_steps} timesteps, got {steps}")
     check_tensor("y", y)

@@ -174,7 +174,7 @@ def sample_ddrm(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     """
     name = "ddrm"
     y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       max_steps=problem.prior.schedule.num_steps if hasattr(problem.prior, "schedule") else None)
+                       bounded_by_schedule=True)
     if not (0 <= eta <= 1 and 0 <= eta_b <= 1):
         raise ValueError(f"ddrm: eta and eta_b must be in [0, 1], got eta={eta}, eta_b={eta_b}")
     all_latents = C.resolve_latents(problem, latents, num_samples, y)

@@ -141,7 +141,7 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     """
     name = "dps"
     y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       max_steps=problem.prior.schedule.num_steps if hasattr(problem.prior, "schedule") else None)
+                       bounded_by_schedule=True)
     if guidance is None:
         known_gaussian = isinstance(problem.noise, Gaussian) and problem.noise.sigma is not None
         guidance = "norm" if known_gaussian else "deviance"

@@ -121,7 +121,7 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
     """
     name = "score_sde"
     y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       max_steps=problem.prior.schedule.num_steps if hasattr(problem.prior, "schedule") else None)
+                       bounded_by_schedule=True)
     all_latents = C.resolve_latents(problem, latents, num_samples, y)
     op = C.operator_at(problem, all_latents)
     if not isinstance(op, LinearOperator):

@@ -184,7 +184,7 @@ def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     """
     name = "smc"
     y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       max_steps=problem.prior.schedule.num_steps if hasattr(problem.prior, "schedule") else None)
+                       bounded_by_schedule=True)
     if num_particles < 1 or num_systems < 1 or num_systems > num_samples:
         raise ValueError(f"{name}: need num_particles >= 1 and 1 <= num_systems <= num_samples; "
                          f"got {num_particles}, {num_systems}")
