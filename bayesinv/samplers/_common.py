@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -41,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bayesinv._validation import check_tensor
-from bayesinv.errors import SamplerDivergence, ShapeError
+from bayesinv.errors import NonFiniteError, SamplerDivergence, ShapeError
 from bayesinv.noise import Gaussian, as_real_view
 from bayesinv.operators.base import LinearOperator, Operator
 from bayesinv.posterior import Posterior
@@ -51,7 +52,7 @@ from bayesinv.problem import InverseProblem
 
 __all__ = ["check_inputs", "resolve_latents", "log_likelihood", "grad_log_likelihood", "gaussian_noise_std",
            "operator_at", "timesteps", "ancestral_coefficients", "AncestralCoefficients", "initial_noise",
-           "randn", "subset_latents", "squared_residual", "check_step", "progress_bar", "draw_in_chunks", "make_posterior", "describe_problem",
+           "randn", "subset_latents", "squared_residual", "check_step", "guard", "progress_bar", "draw_in_chunks", "make_posterior", "describe_problem",
            "operator_norm_squared", "Clock"]
 
 
@@ -235,6 +236,17 @@ def check_step(name: str, step: int, x: torch.Tensor, last_good: torch.Tensor | 
         raise SamplerDivergence(name, step, f"{msg}; {detail}" if detail else msg,
                                 last_good=None if last_good is None else last_good.detach().clone())
     return x
+
+
+@contextmanager
+def guard(name: str, step: int, last_good: torch.Tensor | None = None):
+    """Turn a :class:`NonFiniteError` raised inside a step (e.g. an operator given a NaN ``x0_hat``)
+    into :class:`SamplerDivergence` naming the sampler and the step."""
+    try:
+        yield
+    except NonFiniteError as err:
+        raise SamplerDivergence(name, step, str(err),
+                                last_good=None if last_good is None else last_good.detach().clone()) from err
 
 
 def progress_bar(total: int, enabled: bool, desc: str):

@@ -191,7 +191,8 @@ def sample_ddrm(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
         with C.progress_bar(len(ts), progress, name) as bar:
             for i, s in enumerate(nexts):
                 noise = C.randn((n, *shape), generator, y)
-                new = ddrm_step(state, s, prior=prior, spectrum=spectrum, eta=eta, eta_b=eta_b, noise=noise)
+                with C.guard(name, i, last_good=state.x):
+                    new = ddrm_step(state, s, prior=prior, spectrum=spectrum, eta=eta, eta_b=eta_b, noise=noise)
                 C.check_step(name, i, new.x, last_good=state.x, detail=f"timestep {state.t} -> {s}")
                 state = new
                 if callback is not None:

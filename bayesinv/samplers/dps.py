@@ -163,8 +163,9 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
         with C.progress_bar(len(ts), progress, name) as bar:
             for i, s in enumerate(nexts):
                 noise = C.randn((n, *shape), generator, y)
-                new = dps_step(state, s, problem=problem, y=y, latents=chunk_latents, guidance_scale=guidance_scale,
-                               guidance=guidance, noise=noise, clip_denoised=clip_denoised)
+                with C.guard(name, i, last_good=state.x):
+                    new = dps_step(state, s, problem=problem, y=y, latents=chunk_latents, guidance_scale=guidance_scale,
+                                   guidance=guidance, noise=noise, clip_denoised=clip_denoised)
                 C.check_step(name, i, new.x, last_good=state.x, detail=f"timestep {state.t} -> {s}")
                 state = new
                 if callback is not None:

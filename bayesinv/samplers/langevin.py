@@ -144,7 +144,8 @@ def _run_chains(name, problem, y, *, num_samples, steps, generator, batch_size, 
         kept = []
         with C.progress_bar(steps, progress, name) as bar:
             for i in range(steps):
-                new, x0_hat = update(state, i, start, n)
+                with C.guard(name, i, last_good=state.x):
+                    new, x0_hat = update(state, i, start, n)
                 C.check_step(name, i, new.x, last_good=state.x)
                 state = new
                 if i in keep:
@@ -193,10 +194,11 @@ def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_sa
             for level, (t, gamma) in enumerate(zip(ts, gammas, strict=True)):
                 delta = torch.full((n,), step_size * gamma**2 / gammas[-1] ** 2, dtype=x.dtype, device=x.device)
                 for k in range(steps_per_level):
-                    denoised, score = data_scale_score(prior, x, t)
-                    lik = _likelihood_grad(problem, x, y, chunk_latents, gamma**2 if inflate_likelihood else 0.0)
-                    state = langevin_step(LangevinState(x, delta, delta), score + lik, C.randn(x.shape, generator, y))
                     step = level * steps_per_level + k
+                    with C.guard(name, step, last_good=x):
+                        denoised, score = data_scale_score(prior, x, t)
+                        lik = _likelihood_grad(problem, x, y, chunk_latents, gamma**2 if inflate_likelihood else 0.0)
+                    state = langevin_step(LangevinState(x, delta, delta), score + lik, C.randn(x.shape, generator, y))
                     C.check_step(name, step, state.x, last_good=x, detail=f"noise level {gamma:.3g}")
                     x = state.x
                     if callback is not None:

@@ -142,22 +142,24 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
             return data_consistency(x, t, op=op, y=y, schedule=schedule, weight=dc_weight,
                                     noise=C.randn((n, *shape), generator, y))
 
+        def _pc_step(i, t, state):
+            for _ in range(corrector_steps):
+                state = ScoreSDEState(consistent(state.x, t), t)
+                state = corrector_step(state, prior=prior, snr=snr, noise=C.randn((n, *shape), generator, y))
+            state = ScoreSDEState(consistent(state.x, t), t)
+            if i + 1 < len(ts):
+                return predictor_step(state, ts[i + 1], prior=prior, noise=C.randn((n, *shape), generator, y)), None
+            x0_hat = prior.denoise(state.x, t)
+            x = x0_hat
+            if final_projection and dc_weight > 0:
+                x = x + _as_real(op.pinv(y - op(x)), x)
+            return ScoreSDEState(x, -1), x0_hat
+
         with C.progress_bar(len(ts), progress, name) as bar:
             for i, t in enumerate(ts):
                 last = state.x
-                for _ in range(corrector_steps):
-                    state = ScoreSDEState(consistent(state.x, t), t)
-                    state = corrector_step(state, prior=prior, snr=snr, noise=C.randn((n, *shape), generator, y))
-                state = ScoreSDEState(consistent(state.x, t), t)
-                if i + 1 < len(ts):
-                    state = predictor_step(state, ts[i + 1], prior=prior, noise=C.randn((n, *shape), generator, y))
-                    x0_hat = None
-                else:
-                    x0_hat = prior.denoise(state.x, t)
-                    x = x0_hat
-                    if final_projection and dc_weight > 0:
-                        x = x + _as_real(op.pinv(y - op(x)), x)
-                    state = ScoreSDEState(x, -1)
+                with C.guard(name, i, last_good=last):
+                    state, x0_hat = _pc_step(i, t, state)
                 C.check_step(name, i, state.x, last_good=last, detail=f"timestep {t}")
                 if callback is not None:
                     callback(i, state.x, x0_hat)

@@ -220,8 +220,9 @@ def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
                     count += 1
                 noise = C.randn((num_particles, *shape), generator, y)
                 prev_log_w = state.log_weights
-                new, log_incr = smc_step(state, s, problem=problem, y=y, latents=latents_all,
-                                         variance=twist_variance, noise=noise)
+                with C.guard(name, i, last_good=state.x):
+                    new, log_incr = smc_step(state, s, problem=problem, y=y, latents=latents_all,
+                                             variance=twist_variance, noise=noise)
                 log_z += float(torch.logsumexp(prev_log_w + log_incr, 0))
                 C.check_step(name, i, new.x, last_good=state.x, detail=f"system {system}, timestep {state.t} -> {s}")
                 if not bool(torch.isfinite(new.log_weights).any()):

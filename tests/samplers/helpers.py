@@ -10,7 +10,7 @@ from bayesinv.operators.base import SVD, LinearOperator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, ScorePrior, mixture_testbed, vp_linear
 
-__all__ = ["TinyNetworkPrior", "DFTOperator", "gaussian_problem", "sw_ratio", "testbed", "flat_problem"]
+__all__ = ["TinyNetworkPrior", "DFTOperator", "gaussian_problem", "sw_ratio", "mixture_bed", "flat_problem"]
 
 
 class TinyNetworkPrior(ScorePrior):
@@ -78,14 +78,14 @@ def gaussian_problem(generator, d=4, m=2, sigma=0.4, schedule=None):
     return problem, y
 
 
-def testbed(num_measurements: int, seed: int | None = None, dim: int = 8, schedule=None):
-    """The MCGdiff mixture testbed with a fixed seed per measurement count."""
+def mixture_bed(num_measurements: int, seed: int | None = None, dim: int = 8, schedule=None):
+    """The MCGdiff mixture mixture_bed with a fixed seed per measurement count."""
     seed = num_measurements if seed is None else seed
     return mixture_testbed(dim, num_measurements, generator=torch.Generator().manual_seed(seed), schedule=schedule)
 
 
 def flat_problem(bed) -> InverseProblem:
-    """The testbed's problem with an uninformative likelihood (sigma_y = 1e4): its posterior is the prior."""
+    """The mixture_bed's problem with an uninformative likelihood (sigma_y = 1e4): its posterior is the prior."""
     return InverseProblem(bed.problem.operator, Gaussian(1e4), bed.problem.prior)
 
 
