@@ -52,7 +52,8 @@ from bayesinv.problem import InverseProblem
 
 __all__ = ["check_inputs", "resolve_latents", "log_likelihood", "grad_log_likelihood", "gaussian_noise_std",
            "operator_at", "timesteps", "ancestral_coefficients", "AncestralCoefficients", "initial_noise",
-           "randn", "subset_latents", "squared_residual", "check_step", "guard", "progress_bar", "draw_in_chunks", "make_posterior", "describe_problem",
+           "randn", "subset_latents", "squared_residual", "inflated_gaussian_log_likelihood", "check_step", "guard",
+           "progress_bar", "draw_in_chunks", "make_posterior", "describe_problem",
            "operator_norm_squared", "Clock"]
 
 
@@ -156,6 +157,31 @@ def squared_residual(y: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
     """``||y - prediction||^2`` per chain ``(B,)`` (complex values count real and imaginary parts)."""
     diff = as_real_view(y - prediction)
     return (diff.reshape(diff.shape[0], -1) ** 2).sum(1)
+
+
+def inflated_gaussian_log_likelihood(problem: InverseProblem, y: torch.Tensor, x: torch.Tensor,
+                                     latents: Mapping[str, torch.Tensor], r2: float) -> torch.Tensor:
+    """``log N(y; A x, sigma_y^2 I + r2 A A^H)`` per chain, diagonal in the operator's SVD basis.
+
+    Without an SVD the covariance is ``(sigma_y^2 + r2) I``. Needs Gaussian noise of known sigma.
+    """
+    op = operator_at(problem, latents)
+    sigma2 = problem.noise.sigma**2
+    resid = y - op(x)
+    if getattr(op, "linear", False) and op.has_svd:
+        svd = op.svd()
+        coef = svd.Ut(resid)
+        sing = svd.singulars.to(device=coef.device, dtype=coef.real.dtype)
+        var = torch.full((coef.shape[1],), sigma2, dtype=sing.dtype, device=sing.device)
+        var[: sing.shape[0]] += r2 * sing**2
+        if y.is_complex():  # real and imaginary parts each carry sigma^2 (the signal part split evenly)
+            var2 = var / 2 + sigma2 / 2
+            terms = torch.view_as_real(coef) ** 2 / var2[:, None]
+            return -0.5 * (terms.reshape(coef.shape[0], -1).sum(1) + 2 * torch.log(2 * math.pi * var2).sum())
+        return -0.5 * ((coef**2 / var).sum(1) + torch.log(2 * math.pi * var).sum())
+    var = sigma2 + r2
+    count = torch.view_as_real(y).numel() if y.is_complex() else y.numel()
+    return -squared_residual(y, op(x)) / (2 * var) - 0.5 * count * math.log(2 * math.pi * var)
 
 
 def operator_norm_squared(op: LinearOperator, like: torch.Tensor, *, generator: torch.Generator,

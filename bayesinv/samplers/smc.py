@@ -52,7 +52,8 @@ from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers import _common as C
 
-__all__ = ["sample_smc", "SMCState", "smc_step", "systematic_resample", "multinomial_resample", "effective_sample_size", "twist"]
+__all__ = ["sample_smc", "SMCState", "smc_step", "systematic_resample", "multinomial_resample",
+           "effective_sample_size", "twist"]
 
 
 class SMCState(NamedTuple):
@@ -99,36 +100,17 @@ def twist(problem: InverseProblem, x: torch.Tensor, t: int, y: torch.Tensor, lat
         x0_hat = prior.denoise(xg, t)
         if variance > 0:
             gamma2 = float(prior.schedule.noise_level(t)) ** 2
-            value = _inflated_gaussian(problem, y, x0_hat, latents, variance * gamma2 / (variance + gamma2))
+            r2 = variance * gamma2 / (variance + gamma2)
+            value = C.inflated_gaussian_log_likelihood(problem, y, x0_hat, latents, r2)
         else:
             value = C.log_likelihood(problem, x0_hat, y, latents)
         (grad,) = torch.autograd.grad(value.sum(), xg)
     return value.detach(), grad, x0_hat.detach()
 
 
-def _inflated_gaussian(problem, y, x0_hat, latents, r2: float) -> torch.Tensor:
-    """``log N(y; A x0_hat, sigma_y^2 I + r2 A A^H)`` (diagonal in the SVD basis; ``r2 I`` without an SVD)."""
-    op = C.operator_at(problem, latents)
-    sigma2 = problem.noise.sigma**2
-    resid = y - op(x0_hat)
-    if getattr(op, "linear", False) and op.has_svd:
-        svd = op.svd()
-        coef = svd.Ut(resid)
-        sing = svd.singulars.to(device=coef.device, dtype=coef.real.dtype)
-        var = torch.full((coef.shape[1],), sigma2, dtype=sing.dtype, device=sing.device)
-        var[: sing.shape[0]] += r2 * sing**2
-        if y.is_complex():  # real and imaginary parts each carry sigma^2 (the signal part split evenly)
-            var2 = var / 2 + sigma2 / 2
-            terms = torch.view_as_real(coef) ** 2 / var2[:, None]
-            return -0.5 * (terms.reshape(coef.shape[0], -1).sum(1) + 2 * torch.log(2 * math.pi * var2).sum())
-        return -0.5 * ((coef**2 / var).sum(1) + torch.log(2 * math.pi * var).sum())
-    var = sigma2 + r2
-    count = torch.view_as_real(y).numel() if y.is_complex() else y.numel()
-    return -C.squared_residual(y, op(x0_hat)) / (2 * var) - 0.5 * count * math.log(2 * math.pi * var)
-
-
 def smc_step(state: SMCState, s: int, *, problem: InverseProblem, y: torch.Tensor,
-             latents: Mapping[str, torch.Tensor], variance: float, noise: torch.Tensor) -> tuple[SMCState, torch.Tensor]:
+             latents: Mapping[str, torch.Tensor], variance: float,
+             noise: torch.Tensor) -> tuple[SMCState, torch.Tensor]:
     """Propagate and reweight (no resampling) from ``state.t`` to ``s``; also returns the incremental log-weights."""
     coef = C.ancestral_coefficients(problem.prior.schedule, state.t, s)
     mean = coef.coef_xt * state.x + coef.coef_x0 * state.x0_hat

@@ -13,7 +13,8 @@ from bayesinv import Gaussian, InverseProblem
 from bayesinv.operators.base import Operator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, ve_geometric, vp_linear
-from bayesinv.samplers.score_sde import ScoreSDEState, corrector_step, data_consistency, predictor_step, sample_score_sde
+from bayesinv.samplers.score_sde import (ScoreSDEState, corrector_step, data_consistency, predictor_step,
+                                         sample_score_sde)
 from tests.samplers.helpers import DFTOperator, flat_problem, mixture_bed, sw_ratio
 
 
@@ -88,8 +89,8 @@ def test_score_sde_needs_a_linear_operator(generator):
 
     prior = GaussianPrior(torch.zeros(2), 1.0)
     with pytest.raises(TypeError, match="LinearOperator"):
-        sample_score_sde(InverseProblem(Square((2,), (2,)), Gaussian(0.1), prior), torch.ones(1, 2, dtype=torch.float64),
-                         num_samples=1, generator=generator)
+        sample_score_sde(InverseProblem(Square((2,), (2,)), Gaussian(0.1), prior),
+                         torch.ones(1, 2, dtype=torch.float64), num_samples=1, generator=generator)
 
 
 @pytest.mark.parametrize("schedule", ["vp", "ve"])
