@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
+from pyro.distributions import TorchDistribution
 
 from bayesinv.errors import NoDensityError
 from bayesinv.operators.base import LinearOperator
@@ -116,7 +117,7 @@ def _initial(problem, y, init, start, n, generator) -> torch.Tensor:
     dtype = y.real.dtype if y.is_complex() else y.dtype
     if init is not None:
         return init[start:start + n].to(dtype=dtype, device=y.device).clone()
-    if hasattr(problem.prior, "sample_n"):
+    if getattr(type(problem.prior), "sample_n", None) is not TorchDistribution.sample_n:  # analytic priors
         return problem.prior.sample_n(n, generator=generator).to(dtype=dtype, device=y.device)
     return torch.zeros((n, *shape), dtype=dtype, device=y.device)
 
@@ -339,6 +340,8 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     shape = tuple(problem.prior.event_shape)
     init = _check_init(init, num_samples, shape)
     all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    probe = torch.zeros((1, *shape), dtype=y.real.dtype, device=y.device)
+    _log_posterior(problem, probe, y, C.subset_latents(all_latents, slice(0, 1)))  # fails early without a density
     if step_size is None:
         lip_y = _likelihood_lipschitz(problem, y, all_latents, generator)
         step_size = 0.5 / (1.0 + (lip_y or 0.0))
