@@ -29,23 +29,33 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_TARGETS: dict[str, tuple[str, str]] = {
+    # target -> (module exposing ``train_from_config(config, out_dir=None, device="cpu", resume=True) -> Path``, help)
+    "prior": ("bayesinv.priors.training", "a diffusion prior (models/phantom32/config.toml)"),
+    "dirac": ("bayesinv.samplers.dirac_training", "a Dirac incremental-reconstruction network"),
+    "unrolled": ("bayesinv.samplers.baselines.training", "an unrolled reconstruction network"),
+    "csgm": ("bayesinv.samplers.baselines.training", "the CSGM decoder (a small VAE)"),
+}
+
+
 def _add_train(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", required=True)
-    prior = sub.add_parser("prior", help="train a diffusion prior from a config TOML (models/<name>/config.toml)")
-    prior.add_argument("--config", required=True, help="path to the config TOML")
-    prior.add_argument("--out", default=None, help="output folder (default: from the config)")
-    prior.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    prior.add_argument("--no-resume", action="store_true", help="start from scratch even if a checkpoint exists")
+    for target, (_, help_text) in TRAIN_TARGETS.items():
+        q = sub.add_parser(target, help=f"train {help_text} from a config TOML (models/<name>/config.toml)")
+        q.add_argument("--config", required=True, help="path to the config TOML")
+        q.add_argument("--out", default=None, help="output folder (default: from the config)")
+        q.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+        q.add_argument("--no-resume", action="store_true", help="start from scratch even if a checkpoint exists")
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    if args.what == "prior":
-        from bayesinv.priors.training import train_prior
+    import importlib
 
-        path = train_prior(args.config, out_dir=args.out, device=args.device, resume=not args.no_resume)
-        print(f"weights: {path}")
-        return 0
-    raise SystemExit(f"unknown training target {args.what!r}")
+    module = importlib.import_module(TRAIN_TARGETS[args.what][0])
+    path = module.train_from_config(args.config, out_dir=args.out, device=args.device, resume=not args.no_resume,
+                                    target=args.what)
+    print(f"weights: {path}")
+    return 0
 
 
 def _add_sample(p: argparse.ArgumentParser) -> None:
@@ -111,7 +121,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "audit": ("run a study with the hallucination audit and write its report", _add_calibrate,
               lambda args: _run_calibrate(args, audit=True)),
     "report": ("render a study's analysis to HTML + JSON", _add_report, _run_report),
-    "train": ("train a model (diffusion prior)", _add_train, _run_train),
+    "train": ("train a model: a diffusion prior, a Dirac network or a learned baseline", _add_train, _run_train),
 }
 
 
