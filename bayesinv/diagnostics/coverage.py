@@ -48,7 +48,7 @@ import torch
 
 from bayesinv.errors import NonFiniteError, ShapeError
 
-__all__ = ["DEFAULT_LEVELS", "as_samples", "as_array", "clopper_pearson_interval", "equal_tailed_intervals",
+__all__ = ["DEFAULT_LEVELS", "QUANTILE_METHODS", "as_samples", "as_array", "clopper_pearson_interval", "equal_tailed_intervals",
            "hpd_intervals", "credible_intervals", "StratumCoverage", "CoverageResult", "coverage"]
 
 DEFAULT_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
@@ -122,24 +122,40 @@ def clopper_pearson_interval(successes: Any, trials: Any, confidence: float = 0.
     return lo, hi
 
 
-def _sorted_quantile(ordered: np.ndarray, q: float) -> np.ndarray:
-    """``np.quantile(..., q, axis=1)`` (linear method) from samples already sorted along axis 1."""
-    pos = q * (ordered.shape[1] - 1)
+QUANTILE_METHODS = ("linear", "weibull")
+
+
+def _sorted_quantile(ordered: np.ndarray, q: float, method: str = "linear") -> np.ndarray:
+    """``np.quantile(..., q, axis=1, method=method)`` from samples already sorted along axis 1.
+
+    ``linear`` (numpy's default) puts ``q`` at 0-based position ``q (S - 1)``; ``weibull`` at
+    ``q (S + 1) - 1`` (clamped to the sample range), the plotting position with ``E F(X_(k)) = k/(S + 1)``.
+    """
+    num = ordered.shape[1]
+    if method == "linear":
+        pos = q * (num - 1)
+    elif method == "weibull":
+        pos = min(max(q * (num + 1) - 1, 0.0), num - 1)
+    else:
+        raise ValueError(f"method must be one of {QUANTILE_METHODS}, got {method!r}")
     i = min(int(math.floor(pos)), ordered.shape[1] - 1)
     j = min(i + 1, ordered.shape[1] - 1)
     frac = pos - i
     return ordered[:, i] + frac * (ordered[:, j] - ordered[:, i])
 
 
-def equal_tailed_intervals(samples: np.ndarray, level: float, *,
-                           presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def equal_tailed_intervals(samples: np.ndarray, level: float, *, presorted: bool = False,
+                           method: str = "linear") -> tuple[np.ndarray, np.ndarray]:
     """Equal-tailed interval per case and pixel: sample quantiles ``(1-p)/2`` and ``(1+p)/2`` over axis 1.
 
-    Linear interpolation between order statistics (numpy's default ``quantile`` method).
+    Linear interpolation between order statistics; ``method='linear'`` is numpy's default quantile
+    (expected coverage ``p (S - 1)/(S + 1)`` for exact samples), ``method='weibull'`` numpy's
+    ``weibull`` (expected coverage ``p`` up to interpolation, when ``p (S + 1)`` stays inside ``[1, S]``).
     ``presorted=True`` skips the sort when ``samples`` is already sorted along axis 1.
     """
     ordered = samples if presorted else np.sort(samples, axis=1)
-    return _sorted_quantile(ordered, (1 - level) / 2), _sorted_quantile(ordered, (1 + level) / 2)
+    return (_sorted_quantile(ordered, (1 - level) / 2, method),
+            _sorted_quantile(ordered, (1 + level) / 2, method))
 
 
 def hpd_intervals(samples: np.ndarray, level: float, *, presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -162,11 +178,11 @@ def hpd_intervals(samples: np.ndarray, level: float, *, presorted: bool = False)
     return lo, hi
 
 
-def credible_intervals(samples: np.ndarray, level: float, kind: str = "eti", *,
-                       presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``equal_tailed_intervals`` (``kind='eti'``) or ``hpd_intervals`` (``kind='hpd'``)."""
+def credible_intervals(samples: np.ndarray, level: float, kind: str = "eti", *, presorted: bool = False,
+                       method: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+    """``equal_tailed_intervals`` (``kind='eti'``, quantile ``method``) or ``hpd_intervals`` (``kind='hpd'``)."""
     if kind == "eti":
-        return equal_tailed_intervals(samples, level, presorted=presorted)
+        return equal_tailed_intervals(samples, level, presorted=presorted, method=method)
     if kind == "hpd":
         return hpd_intervals(samples, level, presorted=presorted)
     raise ValueError(f"kind must be 'eti' or 'hpd', got {kind!r}")
@@ -220,7 +236,7 @@ def _t_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.n
 
 def coverage(samples: Any, truths: Any, *, levels: Sequence[float] = DEFAULT_LEVELS, kind: str = "eti",
              masks: Mapping[str, Any] | None = None, confidence: float = 0.95,
-             generator: torch.Generator | None = None) -> CoverageResult:
+             generator: torch.Generator | None = None, method: str = "linear") -> CoverageResult:
     """Empirical coverage of level-``p`` credible intervals for every level in ``levels``.
 
     Parameters
@@ -232,6 +248,8 @@ def coverage(samples: Any, truths: Any, *, levels: Sequence[float] = DEFAULT_LEV
     masks : optional ``{name: (N, *event) bool}``; coverage is also reported over each region.
     confidence : confidence of every interval on a coverage figure.
     generator : draws the random pixel per case (a fixed default generator if None).
+    method : sample-quantile rule of equal-tailed intervals (``'linear'`` or ``'weibull'``, see
+        :func:`equal_tailed_intervals`; ``'weibull'`` removes the finite-S under-coverage).
 
     Returns
     -------
@@ -258,7 +276,7 @@ def coverage(samples: Any, truths: Any, *, levels: Sequence[float] = DEFAULT_LEV
     ordered = np.sort(arr, axis=1)
     hits = np.empty((lv.size, n_cases, n_pix), dtype=bool)
     for i, level in enumerate(lv):
-        lo, hi = credible_intervals(ordered, float(level), kind, presorted=True)
+        lo, hi = credible_intervals(ordered, float(level), kind, presorted=True, method=method)
         hits[i] = ((lo <= tru) & (tru <= hi)).reshape(n_cases, n_pix)
 
     total = hits.reshape(lv.size, -1).sum(-1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 from pathlib import Path
 
@@ -23,49 +24,113 @@ def _b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
+def _pct(value, digits: int = 1) -> str:
+    """``0.903 -> '90.3%'``; None/NaN -> an en dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.{digits}f}%"
+
+
+def _interval(pair, digits: int = 1) -> str:
+    if not pair or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in pair):
+        return "–"
+    return f"[{100 * pair[0]:.{digits}f}, {100 * pair[1]:.{digits}f}]"
+
+
+def _num(value, fmt: str = ".3f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, fmt)
+
+
+def _example(arrays: dict, i: int, labels: list[str]) -> dict:
+    ex = {"truth": arrays[f"ex{i}/truth"].numpy(), "measurement": arrays[f"ex{i}/measurement"].numpy(), "samplers": {}}
+    for label in labels:
+        keys = ("mean", "std", "width", "miss", "null", "z")
+        ex["samplers"][label] = {k: arrays[f"ex{i}/{label}/{k}"].numpy() for k in keys if f"ex{i}/{label}/{k}" in arrays}
+    return ex
+
+
+def _calibration_figures(analysis: dict, arrays: dict) -> list[dict]:
+    samplers, level = analysis["samplers"], analysis["main_level"]
+    figs = [{"title": "Coverage curves", "data": figures.coverage_figure(samplers),
+             "caption": "Empirical vs nominal coverage of equal-tailed credible intervals on the test split; shaded: "
+                        "Clopper–Pearson 95% band over pooled pixels (too narrow when pixel errors are correlated). "
+                        "Below the diagonal = over-confident. Dotted: point estimates with split-conformal intervals."}]
+    maps = {k.split("/")[0]: arrays[k].numpy() for k in arrays if k.endswith("/coverage_map")}
+    if maps:
+        figs.append({"title": "Coverage maps", "data": figures.coverage_maps_figure(maps, level),
+                     "caption": f"Per-pixel coverage of the {level:.0%} intervals over the test cases (blue: covered "
+                                "more often than nominal, red: less)."})
+    if any(s.get("stratified") for s in samplers.values()):
+        figs.append({"title": "Lesion vs background", "data": figures.stratified_figure(samplers, level),
+                     "caption": f"Coverage of the {level:.0%} intervals on lesion pixels, edge pixels (strong gradient "
+                                "of the truth) and the remaining background, with Clopper–Pearson intervals."})
+    if any(s.get("sbc") for s in samplers.values()):
+        figs.append({"title": "Simulation-based calibration", "data": figures.sbc_figure(samplers),
+                     "caption": "Ranks of the true pixel values among the posterior samples (Talts et al. 2018); uniform "
+                                "if calibrated (grey: simultaneous 99% band). Titles: KS p-values of the pooled pixel "
+                                "ranks and of the scalar summaries (mean intensity, lesion contrast, random projection)."})
+    if any(s.get("tarp") for s in samplers.values()):
+        figs.append({"title": "TARP", "data": figures.tarp_figure(samplers),
+                     "caption": "Expected coverage of random-centred balls around whole images (Lemos et al. 2023) with "
+                                "a bootstrap band; the diagonal is calibrated."})
+    return figs
+
+
+def _hallucination_figures(hall: dict) -> list[dict]:
+    figs = [{"title": "Data consistency", "data": figures.pvalue_figure(hall),
+             "caption": "p-values of ||y − A x||²/σ² against χ² for every posterior sample; flat (dashed line) for "
+                        "exact posterior draws, piled near 1 for over-smooth fits, near 0 for inconsistent samples."}]
+    if any(h.get("lesion") for h in hall.values()):
+        figs.append({"title": "Lesion audit: ROC and reliability", "data": figures.lesion_figure(hall),
+                     "caption": "P(lesion at the audited location | y) = fraction of posterior samples whose local "
+                                "contrast exceeds the threshold. Left: ROC against the truth. Right: reliability "
+                                "diagram (a calibrated probability lies on the diagonal)."})
+        figs.append({"title": "False and missed lesions", "data": figures.false_lesion_figure(hall),
+                     "caption": "Fraction of lesion-free cases where the sampler shows a lesion (P > 1/2), and of lesion "
+                                "cases where it does not, with Clopper–Pearson 95% intervals."})
+    return figs
+
+
 def render_report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Render ``<results>/analysis.json`` to ``out`` (default ``<results>/../report.html``) and copy the JSON
-    next to it as ``report.json``. Returns the HTML path."""
+    next to it as ``report.json``. Returns the HTML path.
+
+    Every ``<img>`` is an inline ``data:image/png;base64`` URI, so the page needs no network.
+    """
     results = Path(results)
     analysis_path = results / "analysis.json"
     if not analysis_path.exists():
         raise FileNotFoundError(f"no analysis in {results}: run `bayesinv calibrate` on the study first")
     analysis = json.loads(analysis_path.read_text())
     arrays = load_file(str(results / "analysis.safetensors")) if (results / "analysis.safetensors").exists() else {}
-    samplers = analysis["samplers"]
-    level = analysis["main_level"]
-    figs = [
-        {"title": "Coverage curves", "caption": "Empirical vs nominal coverage of equal-tailed intervals; shaded: "
-         "Clopper–Pearson 95% band (cases as units). Below the diagonal = over-confident.",
-         "data": _b64(figures.coverage_figure(samplers))},
-    ]
-    if any(s.get("stratified") for s in samplers.values()):
-        figs.append({"title": "Lesion vs background", "caption": "Coverage of the main-level intervals on lesion "
-                     "pixels and on background pixels, with Clopper–Pearson intervals.",
-                     "data": _b64(figures.stratified_figure(samplers, str(level)))})
-    if any(s.get("sbc") for s in samplers.values()):
-        figs.append({"title": "Simulation-based calibration", "caption": "Ranks of the true pixel values among the "
-                     "posterior samples; uniform if calibrated (grey: simultaneous 95% band).",
-                     "data": _b64(figures.sbc_figure(samplers))})
-    if any(s.get("tarp") for s in samplers.values()):
-        figs.append({"title": "TARP", "caption": "Joint coverage of whole images (Lemos et al. 2023); the diagonal "
-                     "is calibrated.", "data": _b64(figures.tarp_figure(samplers))})
+    figs = _calibration_figures(analysis, arrays)
+    examples = []
     for i, example in enumerate(analysis.get("examples", [])):
-        ex = {"truth": arrays[f"ex{i}/truth"].numpy(), "measurement": arrays[f"ex{i}/measurement"].numpy(),
-              "samplers": {}}
-        for label in example["samplers"]:
-            ex["samplers"][label] = {k: arrays[f"ex{i}/{label}/{k}"].numpy() for k in ("mean", "std", "width", "miss")}
-        figs.append({"title": f"Example test case {example['index']}", "caption": "Truth, measurement, and per sampler "
-                     "the posterior mean, standard deviation, width of the 90% interval and pixels it misses.",
-                     "data": _b64(figures.examples_figure(ex))})
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True)
+        lesion = "with a lesion" if example.get("has_lesion") else "without a lesion"
+        examples.append({"title": f"Example test case {example['index']} ({lesion})",
+                         "data": figures.examples_figure(_example(arrays, i, example["samplers"])),
+                         "caption": "Truth, measurement, and per sampler the posterior mean, standard deviation, width "
+                                    f"of the {analysis['main_level']:.0%} interval, pixels it misses, and (audit) the "
+                                    "null-space part of the mean's error and the z-map (mean − truth)/std."})
+    hall = analysis.get("hallucination") or None
+    hall_figs = _hallucination_figures(hall) if hall else []
+    for fig in figs + examples + hall_figs:
+        fig["data"] = _b64(fig["data"])
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(pct=_pct, interval=_interval, num=_num)
     html = env.get_template("template.html.j2").render(
-        study=analysis["study"], samplers=samplers, figures=figs, hallucination=analysis.get("hallucination"),
-        main_level_pct=f"{100 * level:.0f}%", version=analysis.get("version", ""))
+        study=analysis["study"], samplers=analysis["samplers"], figures=figs, examples=examples,
+        hallucination=hall, hallucination_figures=hall_figs, main_level=analysis["main_level"],
+        version=analysis.get("version", ""))
     out = Path(out) if out is not None else results.parent / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(html)
     os.replace(tmp, out)
-    out.with_name(out.stem + ".json").write_text(json.dumps(analysis, indent=2))
+    json_tmp = out.with_name(out.stem + ".json.tmp")
+    json_tmp.write_text(json.dumps(analysis, indent=1))
+    os.replace(json_tmp, out.with_name(out.stem + ".json"))
     return out

@@ -16,10 +16,12 @@ Example (``calibration/phantom32-deblur/study.toml``)::
     name = "phantom32"             # models/<name>, loaded with a checksum check
 
     [data]
-    family = "ellipses"
+    family = "ellipses"            # "ellipses", "shepp_logan" or "prior" (truths drawn from the prior itself)
     lesion_prob = 0.5
     num_calibration = 20
     num_test = 20
+    num_ood = 8                    # optional out-of-distribution split (audit only)
+    ood_family = "shepp_logan"     # "shepp_logan" or "images" (bayesinv.data.images)
 
     [samplers.dps]                 # one table per sampler; the key is the label in the report
     sampler = "dps"
@@ -27,11 +29,16 @@ Example (``calibration/phantom32-deblur/study.toml``)::
     steps = 100
     [samplers.dps.options]
     guidance_scale = 0.3
+    [samplers.smc]
+    sampler = "smc"
+    max_cases = 6                  # only the first 6 cases of each split (slow sampler)
 
     [diagnostics]
     levels = [0.1, 0.5, 0.9]
-    alpha = 0.1                    # conformal: miscoverage risk level
+    alpha = 0.1                    # conformal: miscoverage risk level (main level = 1 - alpha)
     delta = 0.1                    # conformal: 1 - confidence
+    audit = true                   # hallucination audit (null space, chi^2, z-maps, lesions, OOD)
+    lesion_threshold = 0.12        # |local contrast| above which a sample "shows a lesion"
 
 Every missing or malformed entry raises :class:`StudySpecError` naming the key.
 """
@@ -46,8 +53,10 @@ from typing import Any
 
 from bayesinv.errors import BayesinvError
 
-__all__ = ["StudySpec", "SamplerSpec", "StudySpecError", "load_study"]
+__all__ = ["StudySpec", "SamplerSpec", "StudySpecError", "load_study", "parse_study", "FAMILIES", "OOD_FAMILIES"]
 
+FAMILIES = ("ellipses", "shepp_logan", "prior")
+OOD_FAMILIES = ("shepp_logan", "images")
 DEFAULT_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
@@ -57,15 +66,24 @@ class StudySpecError(BayesinvError, ValueError):
 
 @dataclass(frozen=True)
 class SamplerSpec:
+    """One ``[samplers.<label>]`` table: registry name, samples per case, steps, extra options.
+
+    ``max_cases`` runs the sampler on the first ``max_cases`` cases of each split only (slow samplers
+    such as SMC on a subset); its diagnostics then use those cases.
+    """
+
     label: str
     sampler: str
     num_samples: int = 32
     steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    max_cases: int | None = None
 
 
 @dataclass(frozen=True)
 class StudySpec:
+    """A validated study (see the module docstring for the TOML keys)."""
+
     name: str
     seed: int
     operator: str
@@ -78,10 +96,13 @@ class StudySpec:
     operator_options: dict[str, Any] = field(default_factory=dict)
     family: str = "ellipses"
     lesion_prob: float = 0.5
+    num_ood: int = 0
+    ood_family: str = "shepp_logan"
     levels: tuple[float, ...] = DEFAULT_LEVELS
     alpha: float = 0.1
     delta: float = 0.1
     audit: bool = True
+    lesion_threshold: float = 0.12
     path: Path | None = None
 
     @property
@@ -120,9 +141,12 @@ def parse_study(data: dict, path: Path | None = None) -> StudySpec:
         num = _get(table, "num_samples", int, where, default=32)
         if num < 1:
             raise StudySpecError(f"study spec: '{where}num_samples' must be >= 1, got {num}")
+        max_cases = _get(table, "max_cases", int, where, default=None)
+        if max_cases is not None and max_cases < 2:
+            raise StudySpecError(f"study spec: '{where}max_cases' must be >= 2, got {max_cases}")
         sampler_specs.append(SamplerSpec(label, _get(table, "sampler", str, where), num,
                                          _get(table, "steps", int, where, default=None),
-                                         dict(_get(table, "options", dict, where, default={}))))
+                                         dict(_get(table, "options", dict, where, default={})), max_cases))
     levels = tuple(float(v) for v in _get(diag, "levels", list, "diagnostics.", default=list(DEFAULT_LEVELS)))
     if not levels or any(not 0 < v < 1 for v in levels):
         raise StudySpecError(f"study spec: 'diagnostics.levels' must be numbers in (0, 1), got {levels}")
@@ -142,14 +166,32 @@ def parse_study(data: dict, path: Path | None = None) -> StudySpec:
         num_test=_get(dataset, "num_test", int, "data."),
         family=_get(dataset, "family", str, "data.", default="ellipses"),
         lesion_prob=_get(dataset, "lesion_prob", float, "data.", default=0.5),
+        num_ood=_get(dataset, "num_ood", int, "data.", default=0),
+        ood_family=_get(dataset, "ood_family", str, "data.", default="shepp_logan"),
         levels=levels,
         alpha=_get(diag, "alpha", float, "diagnostics.", default=0.1),
         delta=_get(diag, "delta", float, "diagnostics.", default=0.1),
         audit=_get(diag, "audit", bool, "diagnostics.", default=True),
+        lesion_threshold=_get(diag, "lesion_threshold", float, "diagnostics.", default=0.12),
         path=path,
     )
     if spec.num_calibration < 2 or spec.num_test < 2:
-        raise StudySpecError("study spec: 'data.num_calibration' and 'data.num_test' must be >= 2")
+        raise StudySpecError("study spec: 'data.num_calibration' and 'data.num_test' must be >= 2, got "
+                             f"{spec.num_calibration} and {spec.num_test}")
+    if spec.num_ood < 0:
+        raise StudySpecError(f"study spec: 'data.num_ood' must be >= 0, got {spec.num_ood}")
+    if spec.family not in FAMILIES:
+        raise StudySpecError(f"study spec: 'data.family' must be one of {FAMILIES}, got {spec.family!r}")
+    if spec.ood_family not in OOD_FAMILIES:
+        raise StudySpecError(f"study spec: 'data.ood_family' must be one of {OOD_FAMILIES}, got {spec.ood_family!r}")
+    if not 0 < spec.alpha < 1 or not 0 < spec.delta < 1:
+        raise StudySpecError(f"study spec: 'diagnostics.alpha' and 'diagnostics.delta' must be in (0, 1), got "
+                             f"{spec.alpha} and {spec.delta}")
+    if not 0 <= spec.lesion_prob <= 1:
+        raise StudySpecError(f"study spec: 'data.lesion_prob' must be in [0, 1], got {spec.lesion_prob}")
+    labels = [s.label for s in spec.samplers]
+    if any(not label.replace("_", "").replace("-", "").isalnum() for label in labels):
+        raise StudySpecError(f"study spec: sampler labels must be letters, digits, '-' or '_', got {labels}")
     return spec
 
 

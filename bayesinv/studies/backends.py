@@ -1,0 +1,64 @@
+"""Where study tasks run: this process, local worker processes, or a Ray cluster.
+
+Every backend calls the same :func:`bayesinv.studies.runner.run_task`, whose randomness depends only
+on ``(study seed, split, index, label)``; results are therefore identical across backends.
+Ray is an optional extra (``pip install 'bayesinv[ray]'``); asking for it without it installed
+raises :class:`~bayesinv.studies.spec.StudySpecError` saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from bayesinv.studies.spec import StudySpec, StudySpecError
+
+__all__ = ["BACKENDS", "run_tasks"]
+
+BACKENDS = ("local", "ray")
+
+
+def _describe(bar, task) -> None:
+    bar.set_postfix_str(f"{task[0]} {task[1]}-{task[2]}", refresh=False)
+
+
+def run_tasks(spec: StudySpec, results: Path, tasks: Sequence[tuple[str, str, int]], *, backend: str = "local",
+              workers: int = 1, problem=None, bar=None,
+              on_task: Callable[[str, str, int, str], None] | None = None) -> None:
+    """Run ``tasks`` (``(label, split, index)`` triples) on ``backend``; update ``bar`` as they finish."""
+    from bayesinv.studies.runner import run_task
+
+    if backend not in BACKENDS:
+        raise StudySpecError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+    if workers < 1:
+        raise StudySpecError(f"workers must be >= 1, got {workers}")
+
+    def finished(task, status):
+        if on_task is not None:
+            on_task(*task, status)
+        if bar is not None:
+            _describe(bar, task)
+            bar.update()
+
+    if backend == "local" and workers == 1:
+        for task in tasks:
+            finished(task, run_task(spec, results, *task, problem=problem))
+    elif backend == "local":
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(run_task, spec, results, *task): task for task in tasks}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    else:
+        try:
+            import ray
+        except ImportError as exc:
+            raise StudySpecError("backend 'ray' needs the optional extra: pip install 'bayesinv[ray]'") from exc
+        if not ray.is_initialized():
+            ray.init()
+        remote = ray.remote(run_task)
+        refs = {remote.remote(spec, results, *task): task for task in tasks}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            finished(refs[done[0]], ray.get(done[0]))
