@@ -9,6 +9,8 @@ import scipy.ndimage
 import torch
 
 from bayesinv import Gaussian, InverseProblem
+from bayesinv.priors import GaussianPrior, exact_posterior
+from bayesinv.samplers.ddrm import sample_ddrm
 from bayesinv.operators.blur import Blur, default_gaussian_size, gaussian_kernel, motion_kernel, uniform_kernel
 
 
@@ -95,3 +97,13 @@ def test_kernel_gradient_through_the_operator(generator):
     want = np.array([[(w[0, 0].numpy() * np.roll(x[0, 0].numpy(), (i - 1, j - 1), (0, 1))).sum() for j in range(3)]
                      for i in range(3)])
     np.testing.assert_allclose(grad.numpy(), want, rtol=1e-12)
+
+
+def test_ddrm_with_the_fourier_svd_of_a_real_blur_matches_the_exact_posterior_mean(generator):
+    prior = GaussianPrior(torch.zeros(1, 4, 4, dtype=torch.float64), 1.0)
+    problem = InverseProblem(Blur.gaussian((1, 4, 4), 0.7, size=3), Gaussian(0.05), prior)
+    y = problem.simulate(prior.sample_n(1, generator=generator), generator=generator)
+    post = sample_ddrm(problem, y, num_samples=1000, generator=torch.Generator().manual_seed(0), progress=False)
+    exact = exact_posterior(problem, y)
+    assert not post.samples.is_complex()
+    assert float((post.mean() - exact.mean.reshape(post.mean().shape)).abs().max()) < 0.15
