@@ -148,3 +148,35 @@ def test_guarantee_frequency_over_random_splits():
     # binomial(30, 0.2) exceeds 11 with probability < 1%; HB is conservative so violations are rare
     assert violations <= 11
     assert np.std(lams) > 0  # the splits really differ
+
+
+def test_crc_threshold_is_the_first_grid_point_meeting_the_bound():
+    samples, truths, _ = conjugate(30, 50, shrink=0.5)
+    bounds = sample_bounds(samples, level=0.9)
+    betas = np.linspace(0, 4, 401)
+    res = rcps_calibrate(*bounds, truths, alpha=0.1, betas=betas, method="crc")
+    # brute force: R_hat(beta) over the grid, then inf{beta : (n R_hat + 1)/(n + 1) <= alpha}
+    risk = np.array([miscoverage_risk(*interval_family(*bounds, b), truths).mean() for b in betas])
+    ok = (30 * risk + 1) / 31 <= 0.1
+    assert res.controlled and res.method == "crc"
+    assert res.beta == betas[np.argmax(ok)] and res.ucb == pytest.approx((30 * risk[np.argmax(ok)] + 1) / 31)
+    with pytest.raises(ValueError, match="method must be 'hb' or 'crc'"):
+        rcps_calibrate(*bounds, truths, method="ltt")
+
+
+def test_crc_controls_expected_risk_tightly_with_few_cases():
+    """E[test risk] <= alpha over random calibration draws of n = 20 (RCPS cannot control alpha = 0.1 there)."""
+    alpha = 0.1
+    samples, truths, _ = conjugate(420, 40, event=(16,), shrink=0.5)
+    bounds = sample_bounds(samples, level=0.8)
+    g = torch.Generator().manual_seed(3)
+    risks = []
+    for _ in range(40):
+        perm = torch.randperm(420, generator=g).numpy()
+        cal, test = perm[:20], perm[20:]
+        res = rcps_calibrate(*(b[cal] for b in bounds), truths[cal], alpha=alpha, method="crc")
+        risks.append(_risk_on_test(res, [b[test] for b in bounds], truths[test]))
+    assert np.mean(risks) <= alpha
+    assert np.mean(risks) > alpha - 2 / 21  # the theorem's lower bound: not trivially wide
+    hb = rcps_calibrate(*(b[:20] for b in bounds), truths[:20], alpha=alpha, delta=0.1)
+    assert not hb.controlled  # (1 - alpha)^20 = 0.12 > delta: no RCPS threshold exists

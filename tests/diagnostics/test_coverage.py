@@ -125,3 +125,22 @@ def test_equal_tailed_matches_numpy_quantile():
         ref = np.quantile(s, [(1 - level) / 2, (1 + level) / 2], axis=1)
         np.testing.assert_allclose(lo, ref[0], atol=1e-12)
         np.testing.assert_allclose(hi, ref[1], atol=1e-12)
+
+
+def test_weibull_intervals_match_numpy_and_remove_the_finite_sample_bias():
+    g = torch.Generator().manual_seed(5)
+    s = torch.randn(3, 37, 2, 5, generator=g, dtype=torch.float64).numpy()
+    for level in (0.5, 0.9):  # p (S + 1) inside [1, S]: numpy's weibull quantiles
+        lo, hi = equal_tailed_intervals(s, level, method="weibull")
+        ref = np.quantile(s, [(1 - level) / 2, (1 + level) / 2], axis=1, method="weibull")
+        np.testing.assert_allclose(lo, ref[0], atol=1e-12)
+        np.testing.assert_allclose(hi, ref[1], atol=1e-12)
+    # S = 19 exact samples: linear quantiles cover ~ p (S - 1)/(S + 1) = 0.81 at p = 0.9; Weibull positions
+    # p (S + 1) are the order statistics 1 and 19 there, which cover exactly 18/20 = 0.9 in expectation
+    samples, truths = conjugate(4000, 19, event=(4,))
+    linear = coverage(samples, truths, levels=(0.5, 0.9)).empirical
+    weibull = coverage(samples, truths, levels=(0.5, 0.9), method="weibull").empirical
+    np.testing.assert_allclose(linear, [0.5 * 18 / 20, 0.9 * 18 / 20], atol=0.015)
+    np.testing.assert_allclose(weibull, [0.5, 0.9], atol=0.015)
+    with pytest.raises(ValueError, match="method must be one of"):
+        equal_tailed_intervals(s, 0.5, method="nearest")

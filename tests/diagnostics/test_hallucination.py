@@ -159,3 +159,27 @@ def test_lesion_contrast_on_a_known_disc():
     img[0, 0][torch.hypot(rows - 8, cols - 8) <= 1.5] = 0.4
     assert float(lesion_contrast(img, torch.tensor([[8.0, 8.0]]))[0]) == pytest.approx(0.4)
     assert float(lesion_contrast(img, torch.tensor([[3.0, 3.0]]))[0]) == pytest.approx(0.0)
+
+
+def test_overconfident_sampler_on_the_two_component_testbed_is_miscalibrated():
+    """Shrinking samples about the mean of the more likely component (an over-confident sampler) makes
+    P(lesion|y) all-or-nothing: its ECE and Brier exceed those of the exact posterior's probabilities."""
+    rng = np.random.default_rng(2)
+    cases, size = _two_component_testbed(rng, 300, sigma=0.6)
+    num_samples = 100
+    centre = torch.tensor([[4.0, 4.0]])
+    exact_p, over_p, truth = [], [], []
+    for k, w1, comps in cases:
+        labels = rng.random(num_samples) < w1
+        draws = np.where(labels[:, None], rng.multivariate_normal(*comps[1], size=num_samples),
+                         rng.multivariate_normal(*comps[0], size=num_samples))
+        mode = comps[int(w1 > 0.5)][0]
+        shrunk = mode + 0.1 * (rng.multivariate_normal(*comps[int(w1 > 0.5)], size=num_samples) - mode)
+        for store, arr in ((exact_p, draws), (over_p, shrunk)):
+            store.append(float(lesion_probability(torch.from_numpy(arr).reshape(1, num_samples, 1, size, size),
+                                                  centre, threshold=0.25)[0]))
+        truth.append(k)
+    exact = lesion_audit(torch.tensor(exact_p), torch.tensor(truth))
+    over = lesion_audit(torch.tensor(over_p), torch.tensor(truth))
+    assert set(over_p) <= {0.0, 1.0} and 0 < np.mean(np.array(exact_p) % 1 > 0)
+    assert exact.ece < 0.1 and over.ece > exact.ece and over.brier > exact.brier
