@@ -22,6 +22,7 @@ from bayesinv.noise import as_real_view
 from bayesinv.operators.base import LinearOperator, Operator, conjugate_gradient, inner
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
+from bayesinv.samplers.baselines._real import RealInput
 from bayesinv.samplers._common import (Clock, check_inputs, check_step, gaussian_noise_std, make_posterior,
                                        operator_at, operator_norm_squared, resolve_latents)
 
@@ -38,28 +39,6 @@ class Setup(NamedTuple):
     sigma: float | None
     generator: torch.Generator
     clock: Clock
-
-
-class RealInput(LinearOperator):
-    """A complex-input linear operator restricted to real images: ``x -> A x`` for real ``x``.
-
-    Its adjoint is ``Re(A^H y)``, the adjoint for the real inner product, so ``A^H A`` becomes the
-    real-linear operator ``Re(A^H A)``; no SVD is exposed (the complex one does not apply).
-    """
-
-    def __init__(self, operator: LinearOperator):
-        super().__init__(operator.in_shape, operator.out_shape, input_complex=False,
-                         output_complex=operator.output_complex)
-        self.base = operator
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x)
-
-    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self.base.adjoint(y).real
-
-    def __repr__(self) -> str:
-        return f"RealInput({self.base!r})"
 
 
 def prepare(name: str, problem: InverseProblem, y: torch.Tensor, *, linear: bool = True, real: bool = False,
