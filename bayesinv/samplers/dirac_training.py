@@ -1,0 +1,209 @@
+r"""Training and loading Dirac networks (Fabian, Tinaz & Soltanolkotabi 2024).
+
+The network ``Phi(y_t, t) = y_t + UNet(y_t, time_scale * t)`` (the reference's residual prediction) is trained
+on the degradation process ``y_t = A_t(x0) + sigma_t z`` (:mod:`bayesinv.operators.degradation`) with the
+incremental reconstruction loss of the paper (eq. 9), ``t ~ U(0, 1)``, ``tau = max(t - lookahead, 0)``:
+
+    L(lookahead) = E_{x0, t, z} w(t) || A_tau(Phi(y_t, t)) - A_tau(x0) ||^2,   w(t) = sigma_1^2 / sigma_t^2
+
+(the reference's ``1 / sigma_t^2`` weight, normalised to 1 at ``t = 1``). ``lookahead = 1`` is the plain
+``x0`` loss (``tau = 0``, ``A_0 = I``): the setting of the authors' deblurring trainer
+(``weighted_mse_x_loss``); ``lookahead = 0`` is their ``weighted_mse_loss``. The loss is averaged over pixels.
+
+Data: fresh train-split phantoms every step (``phantom_dataset("train", batch, size, seed=seed + step,
+lesion_prob=0.5)``, as :func:`bayesinv.priors.training.phantom_batches`); the loop (AdamW, EMA, safetensors
+checkpoints, resumption, loss log) is :func:`bayesinv.priors.networks.loop.train_loop`.
+
+``train_from_config`` reads ``models/dirac-*/config.toml`` and writes ``weights.safetensors`` (EMA),
+``loss.csv``, ``train_info.json`` and ``SHA256SUMS`` into its folder; :func:`load_dirac` reads a model folder
+back after verifying the checksums (never unpickling).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bayesinv.errors import ChecksumMismatch, WeightsError
+from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
+from bayesinv.priors.networks.loop import LOSS_LOG_NAME, load_weights, save_weights, sha256_file, train_loop
+from bayesinv.priors.networks.unet import UNet, count_parameters
+from bayesinv.priors.training import phantom_batches
+from bayesinv.samplers.dirac import DiracModel
+
+__all__ = ["DiracNetwork", "dirac_loss", "read_config", "build_model_parts", "train_from_config", "load_dirac",
+           "models_root", "WEIGHTS_NAME", "CHECKSUMS_NAME"]
+
+WEIGHTS_NAME = "weights.safetensors"
+CHECKSUMS_NAME = "SHA256SUMS"
+INFO_NAME = "train_info.json"
+
+
+class DiracNetwork(nn.Module):
+    """``Phi(y_t, t) = y_t + UNet(y_t, time_scale * t)``: ``(B, C, H, W), (B,) -> (B, C, H, W)``."""
+
+    def __init__(self, unet: UNet, time_scale: float = 1000.0):
+        super().__init__()
+        self.unet = unet
+        self.time_scale = float(time_scale)
+
+    def forward(self, y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return y_t + self.unet(y_t, self.time_scale * t.to(y_t.dtype))
+
+
+def dirac_loss(network: nn.Module, x0: torch.Tensor, generator: torch.Generator, *, degradation: Degradation,
+               noise: GeometricNoise, lookahead: float) -> torch.Tensor:
+    """The weighted incremental reconstruction loss of the module docstring for one batch ``x0: (B, C, H, W)``."""
+    batch = x0.shape[0]
+    t = torch.rand(batch, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
+    z = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
+    sigma = noise.std(t).reshape(batch, 1, 1, 1)
+    y_t = degradation.apply(x0, t) + sigma * z
+    x0_hat = network(y_t, t)
+    tau = (t - lookahead).clamp_min(0.0)
+    resid = degradation.apply(x0_hat, tau) - degradation.apply(x0, tau)
+    weight = (noise.sigma_max / sigma) ** 2
+    return (weight * resid**2).mean()
+
+
+def read_config(config: str | Path | dict) -> dict[str, Any]:
+    """Read a Dirac config TOML (or pass a dict through), checking its sections."""
+    if isinstance(config, dict):
+        cfg = config
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        with open(path, "rb") as handle:
+            cfg = tomllib.load(handle)
+    missing = [s for s in ("data", "degradation", "noise", "network", "training") if s not in cfg]
+    if missing:
+        raise ValueError(f"Dirac config is missing section(s) {missing}; see models/dirac-blur32/config.toml")
+    return cfg
+
+
+def build_model_parts(cfg: dict) -> tuple[DiracNetwork, Degradation, GeometricNoise]:
+    """The untrained network, the degradation schedule and the noise schedule a config describes."""
+    size = int(cfg["data"]["image_size"])
+    deg_cfg = dict(cfg["degradation"])
+    deg_cfg.setdefault("in_shape", [1, size, size])
+    degradation = degradation_from_config(deg_cfg)
+    noise = GeometricNoise.create(float(cfg["noise"]["sigma_min"]), float(cfg["noise"]["sigma_max"]))
+    options = dict(cfg["network"])
+    time_scale = float(options.pop("time_scale", 1000.0))
+    arch = options.pop("architecture", "unet")
+    if arch != "unet":
+        raise ValueError(f"[network] architecture must be 'unet', got {arch!r}")
+    return DiracNetwork(UNet(image_size=size, **options), time_scale), degradation, noise
+
+
+def train_from_config(config: str | Path, out_dir: str | Path | None = None, device: str = "cpu",
+                      resume: bool = True, target: str = "dirac", *, max_steps: int | None = None,
+                      max_minutes: float | None = None, progress: bool = True) -> Path:
+    """Train the Dirac network a config describes; return the path of ``weights.safetensors``.
+
+    This is what ``bayesinv train dirac --config models/dirac-blur32/config.toml --device cuda`` calls;
+    ``max_steps``/``max_minutes`` override ``[training]`` (short smoke runs).
+    """
+    if target != "dirac":
+        raise ValueError(f"bayesinv.samplers.dirac_training trains target 'dirac', got {target!r}")
+    cfg = read_config(config)
+    out = Path(out_dir) if out_dir is not None else Path(config).parent
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, (str, Path)) and Path(config).resolve() != (out / "config.toml").resolve():
+        shutil.copyfile(config, out / "config.toml")
+    network, degradation, noise = build_model_parts(cfg)
+    data, train = cfg["data"], cfg["training"]
+    lookahead = float(train.get("lookahead", 1.0))
+    if not 0.0 <= lookahead <= 1.0:
+        raise ValueError(f"[training] lookahead must lie in [0, 1], got {lookahead}")
+    batches = phantom_batches(int(train["batch_size"]), int(data["image_size"]),
+                              lesion_prob=float(data.get("lesion_prob", 0.5)), data_seed=int(data.get("seed", 0)),
+                              family=data.get("family", "ellipses"))
+
+    def loss_fn(model, x0, generator):
+        return dirac_loss(model, x0, generator, degradation=degradation, noise=noise, lookahead=lookahead)
+
+    if str(device).startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    result = train_loop(network, loss_fn, batches, steps=int(max_steps or train["max_steps"]),
+                        lr=float(train.get("lr", 2e-4)), weight_decay=float(train.get("weight_decay", 0.0)),
+                        ema_decay=float(train.get("ema_decay", 0.999)), seed=int(train.get("seed", 0)),
+                        device=device, checkpoint_dir=out / "checkpoints",
+                        checkpoint_every=int(train.get("checkpoint_every", 1000)), resume=resume,
+                        max_minutes=max_minutes if max_minutes is not None else train.get("max_minutes"),
+                        grad_clip=train.get("grad_clip", 1.0), warmup_steps=int(train.get("warmup_steps", 0)),
+                        prefetch=int(train.get("prefetch", 2)), progress=progress)
+    name = cfg.get("name", out.name)
+    weights = save_weights(result.ema, out / WEIGHTS_NAME, {"name": name, "steps": result.steps})
+    shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)
+    tail = result.losses[-500:]
+    info = {"name": name, "steps": result.steps, "stopped_by": result.stopped_by,
+            "wall_seconds": round(result.wall_seconds, 1), "device": _device_name(device), "torch": torch.__version__,
+            "python": platform.python_version(), "parameters": count_parameters(network),
+            "batch_size": int(train["batch_size"]), "lookahead": lookahead,
+            "final_loss_mean_last_500": sum(tail) / max(1, len(tail)), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (out / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    lines = [f"{sha256_file(out / n)}  {n}\n" for n in (WEIGHTS_NAME, "config.toml")]
+    (out / CHECKSUMS_NAME).write_text("".join(lines))
+    return weights
+
+
+def _device_name(device: str) -> str:
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def models_root() -> Path:
+    """``$BAYESINV_MODELS`` if set, else the repository's ``models/`` folder."""
+    env = os.environ.get("BAYESINV_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+
+
+def _verify(folder: Path) -> None:
+    sums = folder / CHECKSUMS_NAME
+    for name in (WEIGHTS_NAME, "config.toml", CHECKSUMS_NAME):
+        if not (folder / name).is_file():
+            raise WeightsError(f"Dirac model folder {folder} has no {name}; expected config.toml, {WEIGHTS_NAME} "
+                               f"and {CHECKSUMS_NAME} (train it with `bayesinv train dirac --config ...`)")
+    expected = dict(reversed(line.split(maxsplit=1)) for line in sums.read_text().splitlines() if line.strip())
+    for name in (WEIGHTS_NAME, "config.toml"):
+        if name not in expected:
+            raise WeightsError(f"{sums} lists no checksum for {name}")
+        got = sha256_file(folder / name)
+        if got != expected[name]:
+            raise ChecksumMismatch(f"{folder / name}: SHA-256 {got} differs from {expected[name]} in {sums}")
+
+
+def load_dirac(name_or_path: str | Path, device: str | torch.device = "cpu") -> DiracModel:
+    """Load a trained Dirac model (``models/<name>/`` or a folder) after verifying ``SHA256SUMS``.
+
+    Returns a :class:`~bayesinv.samplers.dirac.DiracModel` whose denoiser runs the EMA network in eval mode
+    (float32 on ``device``) and returns ``x0_hat`` in the caller's dtype and device.
+    """
+    path = Path(name_or_path)
+    folder = path if path.is_dir() else models_root() / str(name_or_path)
+    if not folder.is_dir():
+        raise WeightsError(f"no Dirac model {name_or_path!r}: {folder} is not a folder")
+    _verify(folder)
+    cfg = read_config(folder / "config.toml")
+    network, degradation, noise = build_model_parts(cfg)
+    load_weights(network, folder / WEIGHTS_NAME, device=device)
+    network = network.to(device).eval().requires_grad_(False)
+
+    def denoiser(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = network(y_t.to(device=device, dtype=torch.float32), t.to(device=device, dtype=torch.float32))
+        return out.to(device=y_t.device, dtype=y_t.dtype)
+
+    return DiracModel(denoiser, degradation, noise, cfg.get("name", folder.name))
