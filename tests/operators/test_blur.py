@@ -107,3 +107,19 @@ def test_ddrm_with_the_fourier_svd_of_a_real_blur_matches_the_exact_posterior_me
     exact = exact_posterior(problem, y)
     assert not post.samples.is_complex()
     assert float((post.mean() - exact.mean.reshape(post.mean().shape)).abs().max()) < 0.15
+
+
+def test_blind_deblurring_pyro_model_draws_one_width_per_chain(generator):
+    from pyro import poutine
+
+    shape = (1, 8, 8)
+    prior = GaussianPrior(torch.zeros(*shape, dtype=torch.float64), 1.0)
+    problem = InverseProblem(lambda width: Blur.gaussian(shape, width, size=7), Gaussian(0.1), prior,
+                             nuisance={"width": dist.Uniform(0.5, 3.0)})
+    trace = poutine.trace(problem.model).get_trace(None, num_samples=3)
+    width, x, y = (trace.nodes[k]["value"] for k in ("width", "x", "y"))
+    assert width.shape == (3,) and y.shape == (3, *shape)
+    # the noiseless mean of chain i is chain i's image blurred with chain i's width
+    mean = trace.nodes["y"]["fn"].mean
+    want = torch.cat([Blur.gaussian(shape, width[i], size=7)(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(mean.reshape(want.shape), want, rtol=1e-10, atol=1e-12)
