@@ -90,13 +90,11 @@ def _add_calibrate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:
-    from bayesinv.studies import analyze_study, load_study, run_study
-    from bayesinv.report import render_report
+    from bayesinv.studies import calibrate
 
-    spec = load_study(args.study)
-    results = run_study(spec, args.out, backend=args.backend, workers=args.workers, progress=not args.no_progress)
-    analyze_study(spec, results, audit=spec.audit if audit is None else audit, progress=not args.no_progress)
-    print(f"report: {render_report(results)}")
+    report = calibrate(args.study, args.out, audit=audit, backend=args.backend, workers=args.workers,
+                       progress=not args.no_progress)
+    print(f"report: {report}")
     return 0
 
 

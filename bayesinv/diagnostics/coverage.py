@@ -48,7 +48,8 @@ import torch
 
 from bayesinv.errors import NonFiniteError, ShapeError
 
-__all__ = ["DEFAULT_LEVELS", "QUANTILE_METHODS", "as_samples", "as_array", "clopper_pearson_interval", "equal_tailed_intervals",
+__all__ = ["DEFAULT_LEVELS", "QUANTILE_METHODS", "as_samples", "as_array", "clopper_pearson_interval",
+           "equal_tailed_intervals",
            "hpd_intervals", "credible_intervals", "StratumCoverage", "CoverageResult", "coverage"]
 
 DEFAULT_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))

@@ -46,7 +46,8 @@ class NullSpaceMaps(NamedTuple):
     null_std: torch.Tensor  # spread over samples of the null component
 
 
-def nullspace_decomposition(operator: LinearOperator, x_hat: torch.Tensor, y: torch.Tensor | None = None) -> NullSpaceMaps:
+def nullspace_decomposition(operator: LinearOperator, x_hat: torch.Tensor,
+                            y: torch.Tensor | None = None) -> NullSpaceMaps:
     """Split reconstructions ``x_hat: (S, *in_shape)`` into null-space and measurement-space parts.
 
     For inpainting the null space is the set of unobserved pixels, so ``null`` equals ``x_hat`` there

@@ -172,7 +172,8 @@ def lesion_figure(hallucination: dict) -> bytes:
         les = h.get("lesion")
         if not les:
             continue
-        line, = roc.plot(les["roc_fpr"], les["roc_tpr"], drawstyle="steps-post", label=f"{label} (AUC {les['auc']:.2f})")
+        line, = roc.plot(les["roc_fpr"], les["roc_tpr"], drawstyle="steps-post",
+                         label=f"{label} (AUC {les['auc']:.2f})")
         r = les["reliability"]
         keep = [i for i, c in enumerate(r["counts"]) if c > 0]
         rel.plot([r["bin_centres"][i] for i in keep], [r["observed"][i] for i in keep], "o-", color=line.get_color(),

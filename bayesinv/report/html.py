@@ -47,7 +47,8 @@ def _example(arrays: dict, i: int, labels: list[str]) -> dict:
     ex = {"truth": arrays[f"ex{i}/truth"].numpy(), "measurement": arrays[f"ex{i}/measurement"].numpy(), "samplers": {}}
     for label in labels:
         keys = ("mean", "std", "width", "miss", "null", "z")
-        ex["samplers"][label] = {k: arrays[f"ex{i}/{label}/{k}"].numpy() for k in keys if f"ex{i}/{label}/{k}" in arrays}
+        ex["samplers"][label] = {k: arrays[f"ex{i}/{label}/{k}"].numpy() for k in keys
+                                 if f"ex{i}/{label}/{k}" in arrays}
     return ex
 
 
@@ -68,19 +69,23 @@ def _calibration_figures(analysis: dict, arrays: dict) -> list[dict]:
                                 "of the truth) and the remaining background, with Clopper–Pearson intervals."})
     if any(s.get("sbc") for s in samplers.values()):
         figs.append({"title": "Simulation-based calibration", "data": figures.sbc_figure(samplers),
-                     "caption": "Ranks of the true pixel values among the posterior samples (Talts et al. 2018); uniform "
+                     "caption": "Ranks of the true pixel values among the posterior samples (Talts et al. 2018); "
+                                "uniform "
                                 "if calibrated (grey: simultaneous 99% band). Titles: KS p-values of the pooled pixel "
-                                "ranks and of the scalar summaries (mean intensity, lesion contrast, random projection)."})
+                                "ranks and of the scalar summaries (mean intensity, lesion contrast, random "
+                                "projection)."})
     if any(s.get("tarp") for s in samplers.values()):
         figs.append({"title": "TARP", "data": figures.tarp_figure(samplers),
-                     "caption": "Expected coverage of random-centred balls around whole images (Lemos et al. 2023) with "
+                     "caption": "Expected coverage of random-centred balls around whole images (Lemos et al. "
+                                "2023) with "
                                 "a bootstrap band; the diagonal is calibrated."})
     return figs
 
 
 def _hallucination_figures(hall: dict) -> list[dict]:
     figs = [{"title": "Data consistency", "data": figures.pvalue_figure(hall),
-             "caption": "p-values of ||y − A x||²/σ² against χ² for every posterior sample; flat (dashed line) for "
+             "caption": "p-values of ||y − A x||²/σ² against χ² for every posterior sample; flat (dashed "
+                        "line) for "
                         "exact posterior draws, piled near 1 for over-smooth fits, near 0 for inconsistent samples."}]
     if any(h.get("lesion") for h in hall.values()):
         figs.append({"title": "Lesion audit: ROC and reliability", "data": figures.lesion_figure(hall),
@@ -88,7 +93,8 @@ def _hallucination_figures(hall: dict) -> list[dict]:
                                 "contrast exceeds the threshold. Left: ROC against the truth. Right: reliability "
                                 "diagram (a calibrated probability lies on the diagonal)."})
         figs.append({"title": "False and missed lesions", "data": figures.false_lesion_figure(hall),
-                     "caption": "Fraction of lesion-free cases where the sampler shows a lesion (P > 1/2), and of lesion "
+                     "caption": "Fraction of lesion-free cases where the sampler shows a lesion (P > 1/2), and "
+                                "of lesion "
                                 "cases where it does not, with Clopper–Pearson 95% intervals."})
     return figs
 

@@ -184,8 +184,10 @@ def verdict(level: float, cov: float | None, ci: tuple[float, float] | None, aft
             status, css = "calibrated within the uncertainty", "ok"
         text = f"{pct} intervals cover {100 * cov:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] of pixels — {status}"
     if after is not None:
-        text += (f"; after recalibration {100 * after['coverage_after']:.1f}% [{100 * after['case_ci_after'][0]:.1f}, "
-                 f"{100 * after['case_ci_after'][1]:.1f}] (width x{after['width_after'] / max(after['width_before'], 1e-12):.2f})")
+        lo, hi = after["case_ci_after"]
+        ratio = after["width_after"] / max(after["width_before"], 1e-12)
+        text += (f"; after recalibration {100 * after['coverage_after']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] "
+                 f"(width x{ratio:.2f})")
     return text, css
 
 
@@ -249,7 +251,8 @@ def _example_arrays(spec: StudySpec, problem, data: dict[str, SplitData], index:
     level = 1 - spec.alpha
     first = next(iter(data.values()))
     view = problem.operator.pinv(first.ys[index])[0] if hasattr(problem.operator, "pinv") else first.truths[index]
-    out = {"truth": first.truths[index, 0].numpy(), "measurement": (view.real if view.is_complex() else view)[0].numpy()}
+    view = view.real if view.is_complex() else view
+    out = {"truth": first.truths[index, 0].numpy(), "measurement": view[0].numpy()}
     for label, d in data.items():
         s = d.samples[index].numpy()
         lo, hi = equal_tailed_intervals(s[None], level, method="weibull")

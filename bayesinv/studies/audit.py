@@ -52,7 +52,8 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.asarray(fpr), np.asarray(tpr)
 
 
-def nullspace_errors(operator: LinearOperator, estimate: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def nullspace_errors(operator: LinearOperator, estimate: torch.Tensor,
+                     truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``((I - A^+ A)(x_hat - x), A^+ A (x_hat - x))`` for one image ``(C, H, W)``, via ``operator.pinv``."""
     null = nullspace_decomposition(operator, torch.stack([estimate, truth])).null
     null_err = null[0] - null[1]

@@ -29,7 +29,8 @@ def test_inpainting_null_space_is_the_unobserved_pixels(generator):
 
 
 def test_invertible_operator_has_no_null_space(generator):
-    op = MatrixOperator(torch.randn(5, 5, generator=generator, dtype=torch.float64) + 3 * torch.eye(5, dtype=torch.float64))
+    matrix = torch.randn(5, 5, generator=generator, dtype=torch.float64) + 3 * torch.eye(5, dtype=torch.float64)
+    op = MatrixOperator(matrix)
     maps = nullspace_decomposition(op, torch.randn(3, 5, generator=generator, dtype=torch.float64))
     assert float(maps.null.abs().max()) < 1e-10
 
@@ -60,8 +61,8 @@ def test_exact_posterior_samples_pass_the_chi2_test():
     x = rng.normal(size=(200, d))
     y = x @ matrix.T + sigma * rng.normal(size=(200, m))
     means = np.stack([_conjugate_posterior(matrix, sigma, yi)[0] for yi in y])
-    p_mean = [float(data_consistency(op, Gaussian(sigma), torch.from_numpy(yi)[None], torch.from_numpy(mi)[None]).pvalues[0])
-              for yi, mi in zip(y, means)]
+    p_mean = [float(data_consistency(op, Gaussian(sigma), torch.from_numpy(yi)[None],
+                                     torch.from_numpy(mi)[None]).pvalues[0]) for yi, mi in zip(y, means)]
     assert scipy.stats.kstest(p_mean, "uniform").pvalue < 1e-6
 
 
