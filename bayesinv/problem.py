@@ -157,6 +157,9 @@ class InverseProblem:
             raise ShapeError(f"y must have shape {out} or (B, {', '.join(map(str, out))}), got {tuple(y.shape)}")
         if y.is_complex() and not op.output_complex:
             raise DTypeError(f"y is complex ({y.dtype}) but {type(op).__name__} produces real measurements")
+        if op.output_complex and not y.is_complex():
+            raise DTypeError(f"y is real ({y.dtype}) but {type(op).__name__} produces complex measurements "
+                             "(e.g. k-space): pass the complex data, not its magnitude or real part")
         if x is not None and y.shape[0] not in (1, x.shape[0]):
             raise ShapeError(f"y has batch size {y.shape[0]} but x has {x.shape[0]}; use 1 or the same")
         return check_finite("y", y)
