@@ -90,7 +90,7 @@ def stratified_figure(samplers: dict, level: float) -> bytes:
 def sbc_figure(samplers: dict) -> bytes:
     """Histograms of SBC ranks (pixels) with the simultaneous band, and the summaries' KS p-values."""
     labels = [k for k, s in samplers.items() if s.get("sbc")]
-    fig, axes = plt.subplots(1, max(len(labels), 1), figsize=(3 * max(len(labels), 1), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(labels), 1), figsize=(3.4 * max(len(labels), 1), 2.8), squeeze=False)
     for ax, k in zip(axes[0], labels):
         sbc = samplers[k]["sbc"]
         counts = np.asarray(sbc["hist"])
@@ -98,7 +98,8 @@ def sbc_figure(samplers: dict) -> bytes:
         ax.bar(x, counts, width=1.0, color="C0")
         ax.fill_between(np.r_[x - 0.5, x[-1] + 0.5], np.r_[sbc["band_low"], sbc["band_low"][-1]],
                         np.r_[sbc["band_high"], sbc["band_high"][-1]], step="post", color="gray", alpha=0.35)
-        summ = ", ".join(f"{n[:8]} {v['pvalue_ks']:.2g}" for n, v in sbc.get("summaries", {}).items())
+        short = {"mean_intensity": "mean", "random_projection": "proj.", "contrast": "contrast"}
+        summ = ", ".join(f"{short.get(n, n)} {v['pvalue_ks']:.2g}" for n, v in sbc.get("summaries", {}).items())
         ax.set_title(f"{k}: pixels KS p={sbc['pvalue_ks']:.2g}\n{summ}", fontsize=7)
         ax.set_xticks([])
     return to_png(fig)
@@ -126,9 +127,9 @@ def examples_figure(example: dict) -> bytes:
     extra = [k for k in ("null", "z") if any(k in s for _, s in rows)]
     cols = 4 + len(extra)
     fig, axes = plt.subplots(len(rows) + 1, cols, figsize=(2 * cols, 2.1 * (len(rows) + 1)), squeeze=False)
-    head = [("truth", example["truth"]), ("measurement (A⁺y)", example["measurement"])]
+    head = [("truth", example["truth"]), (example.get("measurement_title", "measurement A⁺y"), example["measurement"])]
     for ax, (title, img) in zip(axes[0], head):
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
     for ax in axes[0][len(head):]:
         ax.axis("off")

@@ -44,7 +44,9 @@ def _num(value, fmt: str = ".3f") -> str:
 
 
 def _example(arrays: dict, i: int, labels: list[str]) -> dict:
-    ex = {"truth": arrays[f"ex{i}/truth"].numpy(), "measurement": arrays[f"ex{i}/measurement"].numpy(), "samplers": {}}
+    kind = f"ex{i}/measurement_kind"
+    ex = {"truth": arrays[f"ex{i}/truth"].numpy(), "measurement": arrays[f"ex{i}/measurement"].numpy(), "samplers": {},
+          "measurement_title": "measurement A⁺y" if kind in arrays and float(arrays[kind]) else "measurement y"}
     for label in labels:
         keys = ("mean", "std", "width", "miss", "null", "z")
         ex["samplers"][label] = {k: arrays[f"ex{i}/{label}/{k}"].numpy() for k in keys

@@ -183,7 +183,10 @@ def verdict(level: float, cov: float | None, ci: tuple[float, float] | None, aft
         else:
             status, css = "calibrated within the uncertainty", "ok"
         text = f"{pct} intervals cover {100 * cov:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] of pixels — {status}"
-    if after is not None:
+    if after is not None and not after["controlled"]:
+        text += (f"; conformal recalibration cannot reach risk {1 - level:g} with only {after['num_calibration']} "
+                 "calibration cases")
+    elif after is not None:
         lo, hi = after["case_ci_after"]
         ratio = after["width_after"] / max(after["width_before"], 1e-12)
         text += (f"; after recalibration {100 * after['coverage_after']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] "
@@ -248,17 +251,28 @@ def calibration_summary(spec: StudySpec, cal: SplitData, test: SplitData, *,
 
 
 def _example_arrays(spec: StudySpec, problem, data: dict[str, SplitData], index: int) -> dict[str, np.ndarray]:
+    """Images of one test case: truth, a view of the measurement, and per sampler mean, std, width, misses.
+
+    The measurement is shown as ``y`` itself when it is a real image of the truth's shape (deblurring,
+    masked inpainting), else as ``A^+ y`` (k-space, pixel lists). Point estimates get only their mean.
+    """
     level = 1 - spec.alpha
     first = next(iter(data.values()))
-    view = problem.operator.pinv(first.ys[index])[0] if hasattr(problem.operator, "pinv") else first.truths[index]
+    y, truth = first.ys[index][0], first.truths[index]
+    if not y.is_complex() and y.shape == truth.shape:
+        view, out = y, {"measurement_kind": np.zeros(())}
+    else:
+        view, out = problem.operator.pinv(first.ys[index])[0], {"measurement_kind": np.ones(())}
     view = view.real if view.is_complex() else view
-    out = {"truth": first.truths[index, 0].numpy(), "measurement": view[0].numpy()}
+    out.update({"truth": truth[0].numpy(), "measurement": view[0].numpy()})
     for label, d in data.items():
         s = d.samples[index].numpy()
+        out[f"{label}/mean"] = s.mean(0)[0]
+        if d.point_estimate:
+            continue
         lo, hi = equal_tailed_intervals(s[None], level, method="weibull")
         t = d.truths[index].numpy()
-        out[f"{label}/mean"] = s.mean(0)[0]
-        out[f"{label}/std"] = s.std(0, ddof=1)[0] if s.shape[0] > 1 else np.zeros_like(t[0])
+        out[f"{label}/std"] = s.std(0, ddof=1)[0]
         out[f"{label}/width"] = (hi - lo)[0, 0]
         out[f"{label}/miss"] = ((t < lo[0]) | (t > hi[0]))[0].astype(np.float64)
     return out

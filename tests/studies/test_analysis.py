@@ -77,10 +77,13 @@ def test_verdict_wording():
     text, css = verdict(0.9, 0.903, (0.891, 0.914), None)
     assert css == "ok"
     assert text == "90% intervals cover 90.3% [89.1, 91.4] of pixels — calibrated within the uncertainty"
-    after = {"coverage_after": 0.95, "case_ci_after": (0.94, 0.96), "width_after": 2.0, "width_before": 1.0}
+    after = {"coverage_after": 0.95, "case_ci_after": (0.94, 0.96), "width_after": 2.0, "width_before": 1.0,
+             "controlled": True, "num_calibration": 20}
     text, css = verdict(0.9, 0.97, (0.96, 0.98), after)
     assert css == "warn" and text.endswith("after recalibration 95.0% [94.0, 96.0] (width x2.00)")
     assert verdict(0.9, None, None, None)[0].startswith("point estimate")
+    text, _ = verdict(0.9, 0.9, (0.85, 0.95), dict(after, controlled=False, num_calibration=3))
+    assert text.endswith("cannot reach risk 0.1 with only 3 calibration cases")
 
 
 def test_region_masks_partition_the_pixels():
