@@ -8,17 +8,18 @@ Every sampler draws its chains as a batch, takes an explicit ``torch.Generator``
 ``SAMPLERS`` maps a registry name (used by the CLI and the study runner) to the sampler function.
 
 >>> sorted(SAMPLERS)[:3]
-['annealed_langevin', 'ddrm', 'dps']
+['annealed_langevin', 'ddrm', 'dirac']
 """
 
 from bayesinv.samplers.ddrm import sample_ddrm
+from bayesinv.samplers.dirac import sample_dirac
 from bayesinv.samplers.dps import sample_dps
 from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
 from bayesinv.samplers.score_sde import sample_score_sde
 from bayesinv.samplers.smc import sample_smc
 
 __all__ = ["SAMPLERS", "sample_dps", "sample_ddrm", "sample_score_sde", "sample_annealed_langevin", "sample_ula",
-           "sample_pnp_ula", "sample_mala", "sample_smc"]
+           "sample_pnp_ula", "sample_mala", "sample_smc", "sample_dirac"]
 
 SAMPLERS = {
     "dps": sample_dps,
@@ -29,4 +30,5 @@ SAMPLERS = {
     "pnp_ula": sample_pnp_ula,
     "mala": sample_mala,
     "smc": sample_smc,
+    "dirac": sample_dirac,
 }

@@ -106,7 +106,7 @@ def build_model_parts(cfg: dict) -> tuple[DiracNetwork, Degradation, GeometricNo
     return DiracNetwork(UNet(image_size=size, **options), time_scale), degradation, noise
 
 
-def train_from_config(config: str | Path, out_dir: str | Path | None = None, device: str = "cpu",
+def train_from_config(config: str | Path | dict, out_dir: str | Path | None = None, device: str = "cpu",
                       resume: bool = True, target: str = "dirac", *, max_steps: int | None = None,
                       max_minutes: float | None = None, progress: bool = True) -> Path:
     """Train the Dirac network a config describes; return the path of ``weights.safetensors``.
@@ -117,9 +117,15 @@ def train_from_config(config: str | Path, out_dir: str | Path | None = None, dev
     if target != "dirac":
         raise ValueError(f"bayesinv.samplers.dirac_training trains target 'dirac', got {target!r}")
     cfg = read_config(config)
+    if out_dir is None and isinstance(config, dict):
+        raise ValueError("out_dir is needed when the config is given as a dict")
     out = Path(out_dir) if out_dir is not None else Path(config).parent
     out.mkdir(parents=True, exist_ok=True)
-    if isinstance(config, (str, Path)) and Path(config).resolve() != (out / "config.toml").resolve():
+    if isinstance(config, dict):
+        import tomli_w
+
+        (out / "config.toml").write_text(tomli_w.dumps(cfg))
+    elif Path(config).resolve() != (out / "config.toml").resolve():
         shutil.copyfile(config, out / "config.toml")
     network, degradation, noise = build_model_parts(cfg)
     data, train = cfg["data"], cfg["training"]
