@@ -15,16 +15,18 @@ and one draw (``point_estimate=True``), its iterations/NFE, wall time and stoppi
 =============  ===========================================================================
 
 >>> sorted(BASELINES)[:3]
-['minnorm', 'pnp_admm', 'tikhonov']
+['csgm', 'minnorm', 'pnp_admm']
 """
 
+from bayesinv.samplers.baselines.csgm import csgm
 from bayesinv.samplers.baselines.minnorm import minnorm
 from bayesinv.samplers.baselines.pnp_admm import pnp_admm
 from bayesinv.samplers.baselines.tikhonov import tikhonov
 from bayesinv.samplers.baselines.tv import tv
+from bayesinv.samplers.baselines.unrolled import unrolled
 from bayesinv.samplers.baselines.wavelet import wavelet_l1
 
-__all__ = ["BASELINES", "minnorm", "tikhonov", "tv", "wavelet_l1", "pnp_admm"]
+__all__ = ["BASELINES", "minnorm", "tikhonov", "tv", "wavelet_l1", "pnp_admm", "unrolled", "csgm"]
 
 BASELINES = {
     "minnorm": minnorm,
@@ -32,4 +34,6 @@ BASELINES = {
     "tv": tv,
     "wavelet_l1": wavelet_l1,
     "pnp_admm": pnp_admm,
+    "unrolled": unrolled,
+    "csgm": csgm,
 }

@@ -133,7 +133,8 @@ def shifted_normal_solve(op: LinearOperator, rhs: torch.Tensor, shift: torch.Ten
         sing = svd.singulars.to(device=coef.device, dtype=coef.real.dtype)
         denom = shift_t.reshape(-1, 1).expand(coef.shape[0], coef.shape[1]).clone()
         denom[:, : sing.shape[0]] += scale * sing**2
-        return svd.V(coef / denom).to(rhs.dtype)
+        out = svd.V(coef / denom)
+        return out.real.to(rhs.dtype) if out.is_complex() and not rhs.is_complex() else out.to(rhs.dtype)
     return conjugate_gradient(lambda v: scale * op.normal(v) + shift_t.reshape(shape) * v, rhs, x0=x0,
                               max_iter=max_iter, rtol=rtol)
 
