@@ -127,8 +127,10 @@ def train_from_config(config: str | Path | dict, out_dir: str | Path | None = No
         (out / "config.toml").write_text(tomli_w.dumps(cfg))
     elif Path(config).resolve() != (out / "config.toml").resolve():
         shutil.copyfile(config, out / "config.toml")
-    network, degradation, noise = build_model_parts(cfg)
     data, train = cfg["data"], cfg["training"]
+    with torch.random.fork_rng(devices=[]):  # the initial weights are a function of the seed; global state untouched
+        torch.manual_seed(int(train.get("seed", 0)))
+        network, degradation, noise = build_model_parts(cfg)
     lookahead = float(train.get("lookahead", 1.0))
     if not 0.0 <= lookahead <= 1.0:
         raise ValueError(f"[training] lookahead must lie in [0, 1], got {lookahead}")
