@@ -198,15 +198,27 @@ def load_dirac(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     """Load a trained Dirac model (``models/<name>/`` or a folder) after verifying ``SHA256SUMS``.
 
     Returns a :class:`~bayesinv.samplers.dirac.DiracModel` whose denoiser runs the EMA network in eval mode
-    (float32 on ``device``) and returns ``x0_hat`` in the caller's dtype and device.
+    (float32 on ``device``) and returns ``x0_hat`` in the caller's dtype and device. Loaded models are kept
+    per (folder, file checksums, device), so repeated calls (one per measurement) cost one checksum pass.
     """
     path = Path(name_or_path)
     folder = path if path.is_dir() else models_root() / str(name_or_path)
     if not folder.is_dir():
         raise WeightsError(f"no Dirac model {name_or_path!r}: {folder} is not a folder")
     _verify(folder)
+    key = (str(folder.resolve()), (folder / CHECKSUMS_NAME).read_text(), str(device))
+    if key not in _LOADED:
+        _LOADED[key] = _load_verified(folder, device)
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple[str, str, str], DiracModel] = {}
+
+
+def _load_verified(folder: Path, device: str | torch.device) -> DiracModel:
     cfg = read_config(folder / "config.toml")
-    network, degradation, noise = build_model_parts(cfg)
+    with torch.random.fork_rng(devices=[]):  # the random initialisation is overwritten; leave global state alone
+        network, degradation, noise = build_model_parts(cfg)
     load_weights(network, folder / WEIGHTS_NAME, device=device)
     network = network.to(device).eval().requires_grad_(False)
 
@@ -214,4 +226,4 @@ def load_dirac(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         out = network(y_t.to(device=device, dtype=torch.float32), t.to(device=device, dtype=torch.float32))
         return out.to(device=y_t.device, dtype=y_t.dtype)
 
-    return DiracModel(denoiser, degradation, noise, cfg.get("name", folder.name))
+    return DiracModel(denoiser, degradation, noise, str(cfg.get("name", folder.name)))

@@ -52,7 +52,7 @@ def test_oracle_update_reproduces_the_forward_marginals(degradation):
     """Independent y_1 ~ A_1 x0 + sigma_1 z pushed through the update with x0_hat = x0: at every t, the mean is
     A_t x0 and the variance follows v' = (s'^2/s^2)^2 v + s^2 - s'^2 exactly (Euler-Maruyama of the reverse SDE)."""
     x0 = _x0()
-    chains, steps = 40000, 10
+    chains, steps = 20000, 10
     g = _gen(5)
     y = degradation.apply(x0, 1.0) + NOISE.std(1.0) * torch.randn(chains, *SHAPE, generator=g, dtype=torch.float64)
     var = NOISE.std(1.0) ** 2

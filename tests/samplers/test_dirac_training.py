@@ -71,6 +71,7 @@ def _train(tmp: Path, cfg, **kw):
     return train_from_config(cfg, out_dir=tmp, progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resumes_exactly(tmp_path):
     cfg = _tiny_config()
     a = load_dirac(_train(tmp_path / "a", cfg).parent)
