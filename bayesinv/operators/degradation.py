@@ -36,7 +36,6 @@ with the geometric noise schedule of the authors' code, ``sigma_t = sigma_min (s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -222,7 +221,8 @@ class InpaintDegradation(Degradation):
         if observed.ndim == 2:
             observed = observed.expand(self.in_shape[0], *observed.shape)
         if tuple(observed.shape) != self.in_shape:
-            raise ShapeError(f"observed must have shape {self.in_shape[1:]} or {self.in_shape}, got {tuple(observed.shape)}")
+            raise ShapeError(f"observed must have shape {self.in_shape[1:]} or {self.in_shape}, "
+                             f"got {tuple(observed.shape)}")
         self.observed = observed.clone()
         self.order = order if isinstance(order, str) else "custom"
         self.seed = int(seed)

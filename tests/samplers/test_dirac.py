@@ -194,7 +194,8 @@ def test_registered_and_reproducible():
 
 # -- the shipped models ---------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name,problem_name,steps", [("dirac-blur32", "deblur", None), ("dirac-inpaint32", "inpaint", 30)])
+@pytest.mark.parametrize("name,problem_name,steps",
+                         [("dirac-blur32", "deblur", None), ("dirac-inpaint32", "inpaint", 30)])
 def test_trained_posterior_samples_are_consistent_with_the_measurement(name, problem_name, steps):
     """Dirac-PO samples pass the chi^2 data-consistency test ||y - A x||^2 / sigma^2 ~ chi^2_m (exact draws would)."""
     from bayesinv.data.phantoms import phantom_dataset
