@@ -159,11 +159,10 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(folder: str, stamp: float) -> tuple[nn.Module, dict[str, Any]]:
+def _load_cached(folder: str, digest: str) -> tuple[nn.Module, dict[str, Any]]:
     from bayesinv.priors.networks.loop import load_weights
 
     path = Path(folder)
-    verify_checksums(path)
     with open(path / "config.toml", "rb") as handle:
         cfg = tomllib.load(handle)
     net = build_network(cfg)
@@ -174,9 +173,9 @@ def _load_cached(folder: str, stamp: float) -> tuple[nn.Module, dict[str, Any]]:
 def load_model(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``models/<name>`` (or a folder): verify checksums, build the network, read the safetensors weights.
 
-    Returns ``(network in eval mode without gradients, config dict)``; cached per folder and file time.
+    Returns ``(network in eval mode without gradients, config dict)``. The checksums are verified on every
+    call; the built network is cached per folder and ``SHA256SUMS`` content.
     """
     folder = _resolve(name_or_path)
-    weights = folder / WEIGHTS_NAME
-    stamp = weights.stat().st_mtime if weights.exists() else 0.0
-    return _load_cached(str(folder.resolve()), stamp)
+    verify_checksums(folder)
+    return _load_cached(str(folder.resolve()), (folder / CHECKSUMS_NAME).read_text())

@@ -10,7 +10,7 @@ orthonormal: ``prox(v) = W^T soft(W v, t lambda)`` (soft-thresholding of the mod
 FISTA (Beck & Teboulle 2009, SIAM J. Imaging Sci. 2(1)) with step ``1/L``, ``L = ||A||^2``;
 ``monotone=True`` is MFISTA (Beck & Teboulle 2009, IEEE TIP 18(11), eq. (5.2)): the iterate is the
 better of the prox point and the previous iterate, so ``F`` never increases, and the momentum uses
-the prox point. Stops when the relative change is below ``tol``.
+the prox point. Stops when the relative change ``||u_k - x_{k-1}|| / ||u_k||`` of the prox point is below ``tol``.
 
 Default weight: the universal threshold ``lambda = sigma_y sqrt(2 log n)`` of Donoho & Johnstone (1994)
 for an orthonormal basis (``n`` pixels), the soft threshold that removes pure noise with high probability.
@@ -151,7 +151,7 @@ def wavelet_fista(op, y: torch.Tensor, weight, *, levels: int = 3, max_iter: int
             x_new = u
             z = x_new + ((t - 1) / t_new) * (x_new - x)
             objective.append(f_u)
-        change = flatten_norm(x_new - x) / flatten_norm(x_new).clamp_min(1e-30)
+        change = flatten_norm(u - x) / flatten_norm(u).clamp_min(1e-30)  # the prox point's move (MFISTA may keep x)
         x, t = x_new, t_new
         bar.update(1)
         if bool((change < tol).all()) and it > 1:
