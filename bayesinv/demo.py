@@ -113,7 +113,7 @@ def _verdicts(report_json: Path) -> list[tuple[str, str]]:
     rows = []
     for label, entry in data.get("samplers", {}).items():
         parts = [entry.get("verdict", "")]
-        audit = (data.get("hallucination") or {}).get("samplers", {}).get(label, {})
+        audit = (data.get("hallucination") or {}).get(label) or {}
         if audit.get("verdict"):
             parts.append(audit["verdict"])
         rows.append((label, " ".join(p for p in parts if p)))
