@@ -23,9 +23,11 @@ The weighted particles target ``p(x0) p(y|x0)`` up to the prior's discretisation
 ``N -> infinity`` whatever the twist (Wu et al., Thm. 1); the twist only sets the variance.
 ``log_evidence`` in ``extras`` is the SMC estimate of ``log p(y)``.
 
-``num_samples`` draws are taken by multinomial resampling from the final weighted system(s): ``num_systems``
-independent particle systems each give an equal share (draws from one system are correlated; use
-``num_systems = num_samples`` for independent draws). Each system's particles form one batch.
+``num_samples`` draws are taken by multinomial resampling from the final weighted systems: ``num_systems``
+independent particle systems (default ``num_samples``: one draw each, so the draws are independent;
+``num_systems = 1`` draws them all from one cloud, as MCGdiff does, cheaper but correlated) each give an
+equal share. The systems run side by side in the batch dimension (``num_systems * num_particles``
+particles, in chunks of at most ``batch_size`` particles).
 
 >>> import torch
 >>> from bayesinv import Gaussian, InverseProblem
@@ -35,8 +37,8 @@ independent particle systems each give an equal share (draws from one system are
 >>> problem = InverseProblem(Identity((2,)), Gaussian(0.5), prior)
 >>> post = sample_smc(problem, torch.zeros(1, 2, dtype=torch.float64), num_samples=4, num_particles=8,
 ...                   generator=torch.Generator().manual_seed(0), progress=False)
->>> tuple(post.samples.shape), len(post.extras["ess"][0])
-((4, 1, 2), 50)
+>>> tuple(post.samples.shape), len(post.extras["ess"]), len(post.extras["log_evidence"])
+((4, 1, 2), 50, 4)
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ __all__ = ["sample_smc", "SMCState", "smc_step", "systematic_resample", "multino
 
 
 class SMCState(NamedTuple):
-    """Particles ``x`` at timestep ``t``, normalised log-weights, and the twist at ``x`` (value, gradient, x0_hat)."""
+    """``S`` systems of ``N`` particles: ``x`` ``(S*N, *event)`` at timestep ``t``, normalised log-weights ``(S, N)``,
+    and the twist at ``x``: value ``(S, N)``, gradient and ``x0_hat`` ``(S*N, *event)``."""
 
     x: torch.Tensor
     t: int
@@ -67,28 +70,35 @@ class SMCState(NamedTuple):
     x0_hat: torch.Tensor
 
 
-def effective_sample_size(log_weights: torch.Tensor) -> float:
-    """``1 / sum_k W_k^2`` for normalised weights ``W = softmax(log_weights)``."""
-    w = torch.softmax(log_weights, 0)
-    return float(1.0 / (w**2).sum())
+def effective_sample_size(log_weights: torch.Tensor) -> torch.Tensor:
+    """``1 / sum_k W_k^2`` per system for normalised weights ``W = softmax(log_weights)`` along the last dim."""
+    w = torch.softmax(log_weights, -1)
+    return 1.0 / (w**2).sum(-1)
 
 
 def systematic_resample(log_weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Systematic resampling (Kitagawa 1996): ``N`` indices with ``u_k = (k + U) / N``, one uniform ``U``."""
-    n = log_weights.shape[0]
-    w = torch.softmax(log_weights.to(torch.float64), 0).cpu()
-    u = (torch.arange(n, dtype=torch.float64) + torch.rand(1, generator=generator, dtype=torch.float64,
-                                                          device=generator.device).cpu()) / n
-    idx = torch.searchsorted(torch.cumsum(w, 0), u).clamp(max=n - 1)
-    return idx.to(log_weights.device)
+    """Systematic resampling (Kitagawa 1996) per row of ``(S, N)`` log-weights: ``u_k = (k + U_s) / N``.
+
+    Returns ``(S, N)`` indices; particle ``k`` is copied ``floor(N W_k)`` or ``ceil(N W_k)`` times.
+    """
+    lw = log_weights.reshape(-1, log_weights.shape[-1]).to(torch.float64).cpu()
+    rows, n = lw.shape
+    w = torch.softmax(lw, -1)
+    shift = torch.rand(rows, 1, generator=generator, dtype=torch.float64, device=generator.device).cpu()
+    u = (torch.arange(n, dtype=torch.float64) + shift) / n
+    cdf = torch.cumsum(w, -1)
+    cdf = cdf / cdf[:, -1:]
+    idx = torch.searchsorted(cdf, u).clamp(max=n - 1)
+    return idx.reshape(log_weights.shape).to(log_weights.device)
 
 
 def multinomial_resample(log_weights: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
-    """``num`` i.i.d. indices drawn with probabilities ``softmax(log_weights)`` (inverse CDF of uniforms)."""
-    w = torch.softmax(log_weights.to(torch.float64), 0).cpu()
-    u = torch.rand(num, generator=generator, dtype=torch.float64, device=generator.device).cpu()
-    idx = torch.searchsorted(torch.cumsum(w, 0), u * float(w.sum())).clamp(max=w.shape[0] - 1)
-    return idx.to(log_weights.device)
+    """``num`` i.i.d. indices per row of ``(S, N)`` log-weights (inverse CDF of uniforms): ``(S, num)``."""
+    lw = log_weights.reshape(-1, log_weights.shape[-1]).to(torch.float64).cpu()
+    cdf = torch.cumsum(torch.softmax(lw, -1), -1)
+    cdf = cdf / cdf[:, -1:]
+    u = torch.rand(lw.shape[0], num, generator=generator, dtype=torch.float64, device=generator.device).cpu()
+    return torch.searchsorted(cdf, u).clamp(max=lw.shape[1] - 1).to(log_weights.device)
 
 
 def twist(problem: InverseProblem, x: torch.Tensor, t: int, y: torch.Tensor, latents: Mapping[str, torch.Tensor],
@@ -111,41 +121,47 @@ def twist(problem: InverseProblem, x: torch.Tensor, t: int, y: torch.Tensor, lat
 def smc_step(state: SMCState, s: int, *, problem: InverseProblem, y: torch.Tensor,
              latents: Mapping[str, torch.Tensor], variance: float,
              noise: torch.Tensor) -> tuple[SMCState, torch.Tensor]:
-    """Propagate and reweight (no resampling) from ``state.t`` to ``s``; also returns the incremental log-weights."""
+    """Propagate and reweight (no resampling) from ``state.t`` to ``s``; returns the incremental log-weights too."""
     coef = C.ancestral_coefficients(problem.prior.schedule, state.t, s)
     mean = coef.coef_xt * state.x + coef.coef_x0 * state.x0_hat
-    n = state.x.shape[0]
+    rows, n = state.log_weights.shape
     if s < 0:
         x_new = state.x0_hat
         log_twist = C.log_likelihood(problem, x_new, y, latents).detach()
         grad, x0_new = torch.zeros_like(x_new), x_new
-        log_incr = log_twist - state.log_twist
+        log_incr = log_twist.reshape(rows, n) - state.log_twist
     else:
         v = coef.variance
         shift = v * state.grad_twist
         x_new = mean + shift + math.sqrt(v) * noise
         log_twist, grad, x0_new = twist(problem, x_new, s, y, latents, variance)
         # log N(x; mean, v) - log N(x; mean + shift, v) = (-|d|^2 + |d - shift|^2) / (2v), d = x - mean
-        d = (x_new - mean).reshape(n, -1)
-        sh = shift.reshape(n, -1)
-        log_proposal_ratio = (-2 * (d * sh).sum(1) + (sh**2).sum(1)) / (2 * v)
-        log_incr = log_proposal_ratio + log_twist - state.log_twist
+        d = (x_new - mean).reshape(rows * n, -1)
+        sh = shift.reshape(rows * n, -1)
+        log_proposal_ratio = ((-2 * (d * sh).sum(1) + (sh**2).sum(1)) / (2 * v)).reshape(rows, n)
+        log_incr = log_proposal_ratio + log_twist.reshape(rows, n) - state.log_twist
     log_weights = state.log_weights + log_incr
-    log_weights = log_weights - torch.logsumexp(log_weights, 0)
-    return SMCState(x_new, s, log_weights, log_twist, grad, x0_new), log_incr
+    log_weights = log_weights - torch.logsumexp(log_weights, -1, keepdim=True)
+    return SMCState(x_new, s, log_weights, log_twist.reshape(rows, n), grad, x0_new), log_incr
 
 
-def _resample(state: SMCState, generator: torch.Generator) -> SMCState:
-    idx = systematic_resample(state.log_weights, generator)
-    n = state.x.shape[0]
-    flat = torch.full((n,), -math.log(n), dtype=state.log_weights.dtype, device=state.log_weights.device)
-    return SMCState(state.x[idx], state.t, flat, state.log_twist[idx], state.grad_twist[idx], state.x0_hat[idx])
+def resample(state: SMCState, which: torch.Tensor, generator: torch.Generator) -> SMCState:
+    """Systematic resampling of the systems flagged in ``which`` ``(S,)``; their weights become uniform."""
+    rows, n = state.log_weights.shape
+    local = systematic_resample(state.log_weights, generator)
+    keep = torch.arange(n, device=local.device).expand(rows, n)
+    local = torch.where(which[:, None].to(local.device), local, keep)
+    flat = (local + n * torch.arange(rows, device=local.device)[:, None]).reshape(-1)
+    uniform = torch.full_like(state.log_weights, -math.log(n))
+    log_weights = torch.where(which[:, None], uniform, state.log_weights)
+    return SMCState(state.x[flat], state.t, log_weights, state.log_twist.reshape(-1)[flat].reshape(rows, n),
+                    state.grad_twist[flat], state.x0_hat[flat])
 
 
 def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None = None,
                generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
                callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
-               num_particles: int = 256, num_systems: int = 1, resample_threshold: float = 0.5,
+               num_particles: int = 256, num_systems: int | None = None, resample_threshold: float = 0.5,
                twist_variance: float | None = None, latents: Mapping[str, Any] | None = None) -> Posterior:
     """Twisted SMC posterior samples (Wu et al. 2023; see module docstring).
 
@@ -153,21 +169,23 @@ def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     ----------
     num_samples : draws returned, ``(num_samples, 1, *event_shape)``.
     steps : reverse steps (evenly spaced timesteps; default all).
-    num_particles : particles ``N`` per system. num_systems : independent particle systems.
-    resample_threshold : resample when ``ESS < threshold * N`` (1 resamples every step, 0 never).
-    twist_variance : ``v`` of the Gaussian twist (0: Wu et al.'s ``p(y | x0_hat)``; default: see module docstring).
-    batch_size : unused (each system's particles form one batch); accepted for the common signature.
+    num_particles : particles ``N`` per system. num_systems : independent systems (default ``num_samples``).
+    resample_threshold : resample a system when its ``ESS < threshold * N`` (1: every step, 0: never).
+    twist_variance : ``v`` of the Gaussian twist (0: Wu et al.'s ``p(y | x0_hat)``; default: module docstring).
+    batch_size : at most this many particles per batch (whole systems; default all systems at once).
+    latents : fixed scalar values of latent sites. callback : ``callback(step, x, x0_hat)`` on every chunk.
 
     Returns
     -------
     Posterior; ``nfe = steps * num_particles * num_systems / num_samples`` (rounded up) per returned draw;
-    ``extras``: ``ess`` (per system, per step, before resampling), ``log_evidence`` (per system),
-    ``num_resampling`` (per system).
+    ``extras``: ``ess`` (mean over systems, per step, before resampling), ``ess_min`` (per system),
+    ``log_evidence`` (SMC estimate of ``log p(y)``, per system), ``num_resampling`` (per system).
     """
     name = "smc"
     y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
                        bounded_by_schedule=True)
-    if num_particles < 1 or num_systems < 1 or num_systems > num_samples:
+    num_systems = num_samples if num_systems is None else int(num_systems)
+    if num_particles < 1 or not 1 <= num_systems <= num_samples:
         raise ValueError(f"{name}: need num_particles >= 1 and 1 <= num_systems <= num_samples; "
                          f"got {num_particles}, {num_systems}")
     if not 0 <= resample_threshold <= 1:
@@ -180,48 +198,66 @@ def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     if twist_variance < 0 or (twist_variance > 0 and not known_gaussian):
         raise ValueError(f"{name}: twist_variance must be >= 0 and > 0 only for Gaussian noise of known sigma; "
                          f"got {twist_variance} with {problem.noise!r}")
-    latents_all = C.resolve_latents(problem, latents, num_particles, y)
     prior = problem.prior
     ts = C.timesteps(prior.schedule, steps)
     nexts = ts[1:] + [-1]
     shape = tuple(prior.event_shape)
     clock = C.Clock()
-    shares = [num_samples // num_systems + (1 if k < num_samples % num_systems else 0) for k in range(num_systems)]
-    outputs, ess_all, log_z_all, resamplings = [], [], [], []
-    with C.progress_bar(len(ts) * num_systems, progress, name) as bar:
-        for system, share in enumerate(shares):
-            x = C.initial_noise(prior.schedule, (num_particles, *shape), generator, y)
-            log_twist, grad, x0_hat = twist(problem, x, ts[0], y, latents_all, twist_variance)
-            log_z = float(torch.logsumexp(log_twist, 0)) - math.log(num_particles)
-            state = SMCState(x, ts[0], log_twist - torch.logsumexp(log_twist, 0), log_twist, grad, x0_hat)
-            ess, count = [], 0
-            for i, s in enumerate(nexts):
-                ess.append(effective_sample_size(state.log_weights))
-                if ess[-1] < resample_threshold * num_particles:
-                    state = _resample(state, generator)
-                    count += 1
-                noise = C.randn((num_particles, *shape), generator, y)
-                prev_log_w = state.log_weights
-                with C.guard(name, i, last_good=state.x):
-                    new, log_incr = smc_step(state, s, problem=problem, y=y, latents=latents_all,
-                                             variance=twist_variance, noise=noise)
-                log_z += float(torch.logsumexp(prev_log_w + log_incr, 0))
-                C.check_step(name, i, new.x, last_good=state.x, detail=f"system {system}, timestep {state.t} -> {s}")
-                if not bool(torch.isfinite(new.log_weights).any()):
-                    C.check_step(name, i, new.log_weights, last_good=state.x, detail="all weights vanished")
-                state = new
-                if callback is not None:
-                    callback(i, state.x, state.x0_hat)
-                bar.update(1)
-            outputs.append(state.x[multinomial_resample(state.log_weights, share, generator)])
-            ess_all.append(ess)
-            log_z_all.append(log_z)
-            resamplings.append(count)
-    samples = torch.cat(outputs, 0)[:, None]
+    shares = torch.tensor([num_samples // num_systems + (1 if k < num_samples % num_systems else 0)
+                           for k in range(num_systems)])
+    per_chunk = num_systems if batch_size is None else max(1, int(batch_size) // num_particles)
+    ess_sum = torch.zeros(len(ts), dtype=torch.float64)
+    bar = C.progress_bar(len(ts) * -(-num_systems // per_chunk), progress, name)
+
+    def draw(start: int, rows: int):
+        n = num_particles
+        chunk_latents = C.resolve_latents(problem, latents, rows * n, y)
+        x = C.initial_noise(prior.schedule, (rows * n, *shape), generator, y)
+        with C.guard(name, 0, last_good=None):
+            log_twist, grad, x0_hat = twist(problem, x, ts[0], y, chunk_latents, twist_variance)
+        log_twist = log_twist.reshape(rows, n)
+        log_z = (torch.logsumexp(log_twist, -1) - math.log(n)).to(torch.float64).cpu()
+        state = SMCState(x, ts[0], log_twist - torch.logsumexp(log_twist, -1, keepdim=True), log_twist, grad, x0_hat)
+        ess_min = torch.full((rows,), float(n), dtype=torch.float64)
+        count = torch.zeros(rows, dtype=torch.long)
+        for i, s in enumerate(nexts):
+            ess = effective_sample_size(state.log_weights).to(torch.float64).cpu()
+            ess_sum[i] += ess.sum()
+            ess_min = torch.minimum(ess_min, ess)
+            which = ess < resample_threshold * n
+            if bool(which.any()):
+                state = resample(state, which.to(state.log_weights.device), generator)
+                count += which.long()
+            noise = C.randn((rows * n, *shape), generator, y)
+            prev = state.log_weights
+            with C.guard(name, i, last_good=state.x):
+                new, log_incr = smc_step(state, s, problem=problem, y=y, latents=chunk_latents,
+                                         variance=twist_variance, noise=noise)
+            log_z += torch.logsumexp(prev + log_incr, -1).to(torch.float64).cpu()
+            C.check_step(name, i, new.x, last_good=state.x, detail=f"systems {start}..{start + rows - 1}, "
+                                                                    f"timestep {state.t} -> {s}")
+            if not bool(torch.isfinite(new.log_weights).all()):
+                C.check_step(name, i, new.log_weights, last_good=state.x, detail="weights vanished in a system")
+            state = new
+            if callback is not None:
+                callback(i, state.x, state.x0_hat)
+            bar.update(1)
+        share = shares[start:start + rows]
+        idx = multinomial_resample(state.log_weights, int(share.max()), generator)
+        flat = (idx + n * torch.arange(rows, device=idx.device)[:, None])
+        mask = torch.arange(int(share.max()))[None, :] < share[:, None]
+        picked = state.x[flat[mask.to(flat.device)].reshape(-1)]
+        return picked[:, None], {"log_evidence": log_z, "ess_min": ess_min, "num_resampling": count}
+
+    with bar:
+        samples, extras = C.draw_in_chunks(num_systems, per_chunk, draw)
     settings = {"steps": len(ts), "num_particles": num_particles, "num_systems": num_systems,
                 "resample_threshold": resample_threshold, "twist_variance": twist_variance,
-                "schedule": prior.schedule.name}
+                "schedule": prior.schedule.name, "batch_size": batch_size}
     nfe = math.ceil(len(ts) * num_particles * num_systems / num_samples)
-    extras = {"ess": ess_all, "log_evidence": log_z_all, "num_resampling": resamplings}
+    info = {"ess": (ess_sum / num_systems).tolist(),
+            "ess_min": torch.cat([e["ess_min"] for e in extras]).tolist(),
+            "log_evidence": torch.cat([e["log_evidence"] for e in extras]).tolist(),
+            "num_resampling": torch.cat([e["num_resampling"] for e in extras]).tolist()}
     return C.make_posterior(name, samples, settings=settings, nfe=nfe, clock=clock, generator=generator,
-                            problem=problem, extras=extras)
+                            problem=problem, extras=info)

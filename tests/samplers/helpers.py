@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from bayesinv import Gaussian, InverseProblem
-from bayesinv.diagnostics.distances import distance_to_reference
+from bayesinv.diagnostics.distances import distance_to_reference, random_directions, sliced_wasserstein
 from bayesinv.operators.base import SVD, LinearOperator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, ScorePrior, mixture_testbed, vp_linear
 
-__all__ = ["TinyNetworkPrior", "DFTOperator", "gaussian_problem", "sw_ratio", "mixture_bed", "flat_problem"]
+__all__ = ["TinyNetworkPrior", "DFTOperator", "gaussian_problem", "sw_ratio", "sw_to_floor", "mixture_bed",
+           "flat_problem"]
 
 
 class TinyNetworkPrior(ScorePrior):
@@ -93,3 +94,17 @@ def sw_ratio(post, exact, seed: int = 1) -> tuple[float, float, float]:
     """``(distance, floor, ratio)`` of sliced Wasserstein to exact samples at the same sample size."""
     r = distance_to_reference(post, exact, generator=torch.Generator().manual_seed(seed))
     return r.distance, r.floor, r.ratio
+
+
+def sw_to_floor(samples, exact, *, repeats: int = 6, num_reference: int = 4000, seed: int = 1) -> tuple[float, float]:
+    """``(distance, floor)``: SW from ``samples`` to a large exact reference set, and the mean SW of ``repeats``
+    independent exact sets of the same size to that reference (same directions): a steadier floor than one pair."""
+    from bayesinv.diagnostics.distances import _as_points, _draw
+
+    gen = torch.Generator().manual_seed(seed)
+    points = _as_points("samples", samples)
+    reference = _as_points("reference", _draw(exact, num_reference, gen))
+    directions = random_directions(points.shape[1], 256, generator=gen)
+    floors = [float(sliced_wasserstein(_as_points("exact", _draw(exact, points.shape[0], gen)), reference,
+                                       directions=directions)) for _ in range(repeats)]
+    return float(sliced_wasserstein(points, reference, directions=directions)), sum(floors) / repeats
