@@ -132,6 +132,7 @@ def render_report(results: str | os.PathLike, out: str | os.PathLike | None = No
     html = env.get_template("template.html.j2").render(
         study=analysis["study"], samplers=analysis["samplers"], figures=figs, examples=examples,
         hallucination=hall, hallucination_figures=hall_figs, main_level=analysis["main_level"],
+        incomplete=analysis.get("incomplete", []),
         version=analysis.get("version", ""))
     out = Path(out) if out is not None else results.parent / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -285,7 +285,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, audit: bool | None = None,
-                  progress: bool = True, problem=None, num_examples: int = 2) -> dict:
+                  progress: bool = True, problem=None, num_examples: int = 2, skip_incomplete: bool = False) -> dict:
     """Compute every diagnostic of a finished study; write ``analysis.json`` + ``analysis.safetensors``.
 
     Parameters
@@ -294,6 +294,8 @@ def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, 
     audit : run the hallucination audit (default ``spec.audit``).
     problem : the :class:`InverseProblem` (default: built from the spec, as :func:`run_study` does).
     num_examples : test cases shown in the report (the first with a lesion and the first without).
+    skip_incomplete : leave out samplers whose results are not all there (listed under ``"incomplete"``)
+        instead of raising.
 
     Returns the analysis dictionary (what ``analysis.json`` holds).
     """
@@ -312,25 +314,33 @@ def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, 
                   "delta": spec.delta, "seed": spec.seed, "spec": str(spec.path) if spec.path else "",
                   "samplers": {s.label: {"sampler": s.sampler, "num_samples": s.num_samples, "steps": s.steps,
                                          "options": s.options, "max_cases": s.max_cases} for s in spec.samplers}},
-        "samplers": {}, "hallucination": {} if audit else None, "examples": []}
+        "samplers": {}, "hallucination": {} if audit else None, "examples": [], "incomplete": []}
     arrays: dict[str, np.ndarray] = {}
     tests: dict[str, SplitData] = {}
     bar = tqdm(spec.samplers, desc="analysis", unit="sampler", disable=not progress)
     for s in bar:
         bar.set_postfix_str(s.label)
         generator = torch.Generator().manual_seed(spec.seed)
-        cal, test = (load_split(results, spec, s.label, split) for split in ("calibration", "test"))
+        try:
+            cal, test = (load_split(results, spec, s.label, split) for split in ("calibration", "test"))
+            ood = load_split(results, spec, s.label, "ood") if audit and "ood" in splits(spec) else None
+        except FileNotFoundError:
+            if not skip_incomplete:
+                raise
+            analysis["incomplete"].append(s.label)
+            continue
         tests[s.label] = test
         summary, maps = calibration_summary(spec, cal, test, generator=generator)
         analysis["samplers"][s.label] = summary
         arrays.update({f"{s.label}/{k}": v for k, v in maps.items()})
         if audit:
-            ood = load_split(results, spec, s.label, "ood") if "ood" in splits(spec) else None
             hall, hall_maps = audit_sampler(spec, problem, test, ood)
             hall["verdict"] = hallucination_verdict(hall)
             analysis["hallucination"][s.label] = hall
             arrays.update({f"{s.label}/{k}": v for k, v in hall_maps.items()})
     bar.close()
+    if not tests:
+        raise FileNotFoundError(f"no sampler of study {spec.name!r} has complete results in {results}")
     full = [label for label, d in tests.items() if d.samples.shape[0] == spec.num_test] or list(tests)
     first = tests[full[0]]
     chosen = [int(i) for i in torch.nonzero(first.has_lesion).flatten()[:1]] + \

@@ -97,7 +97,12 @@ def test_region_masks_partition_the_pixels():
     assert masks["edges"][0, 0, 3:, 3:5].all() and not masks["edges"][..., [0, 1, 6, 7]].any()
 
 
-def test_missing_results_are_reported(tmp_path, tiny_problem):
+def test_missing_results_are_reported_or_skipped(tmp_path, tiny_problem):
     spec = tiny_spec(tmp_path)
     with pytest.raises(FileNotFoundError, match="run the study"):
         analyze_study(spec, tmp_path, problem=tiny_problem, progress=False)
+    results = run_study(spec, problem=tiny_problem, labels=["exact"], progress=False)
+    with pytest.raises(FileNotFoundError, match="'calibration' results of sampler 'over' are missing"):
+        analyze_study(spec, results, problem=tiny_problem, progress=False)
+    out = analyze_study(spec, results, problem=tiny_problem, progress=False, skip_incomplete=True)
+    assert list(out["samplers"]) == ["exact"] and out["incomplete"] == ["over"]
