@@ -49,7 +49,7 @@ __all__ = ["tv", "tv_fista", "tv_chambolle_pock", "tv_gap", "total_variation", "
            "prox_tv", "TVResult", "TV_RATE_PHANTOM32"]
 
 #: n / E[TV(x)] on 32x32 training phantoms (benchmarks/baselines.py --fit-rates)
-TV_RATE_PHANTOM32 = 60.0
+TV_RATE_PHANTOM32 = 20.2
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:

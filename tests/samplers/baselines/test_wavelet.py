@@ -9,7 +9,7 @@ import torch
 from bayesinv import Gaussian, InverseProblem, ShapeError
 from bayesinv.operators import Identity
 from bayesinv.samplers.baselines import wavelet_l1
-from bayesinv.samplers.baselines.wavelet import detail_mask, haar_forward, haar_inverse, wavelet_fista
+from bayesinv.samplers.baselines.wavelet import detail_mask, fit_wavelet_rate, haar_forward, haar_inverse, wavelet_fista
 
 from tests.samplers.baselines.helpers import matrix_problem
 
@@ -79,8 +79,17 @@ def test_monotone_variant_never_increases_objective(generator):
     assert float(mono.objective[-1, 0]) == pytest.approx(float(plain.objective[-1, 0]), rel=1e-6)
 
 
-def test_default_weight_is_universal_threshold(generator):
+def test_default_weights(generator):
     problem, _, y = matrix_problem(30, (1, 8, 8), generator, sigma=0.05)
-    post = wavelet_l1(problem, y, max_iter=20)
+    post = wavelet_l1(problem, y, max_iter=20, rule="universal")
     assert post.extras["weight"] == pytest.approx(0.05 * (2 * torch.log(torch.tensor(64.0))).sqrt().item())
     assert post.point_estimate and post.extras["iterations"] == 20
+    assert wavelet_l1(problem, y, max_iter=2, rate=10.0).extras["weight"] == pytest.approx(0.05**2 * 10.0)
+
+
+def test_fitted_rate_of_a_laplace_sample(generator):
+    """Images whose detail coefficients are i.i.d. Laplace(rate 4): the fitted ML rate is close to 4."""
+    u = torch.rand(400, 1, 8, 8, generator=generator, dtype=torch.float64) - 0.5
+    coef = -0.25 * torch.sign(u) * torch.log1p(-2 * u.abs())  # Laplace(0, 1/4) by the inverse CDF
+    images = haar_inverse(coef, 2)
+    assert fit_wavelet_rate(images, 2) == pytest.approx(4.0, rel=0.03)
