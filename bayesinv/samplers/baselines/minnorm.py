@@ -38,7 +38,8 @@ def minnorm(problem: InverseProblem, y: torch.Tensor, *, progress: bool = False,
     >>> from bayesinv import Gaussian, InverseProblem
     >>> from bayesinv.operators.matrix import MatrixOperator
     >>> op = MatrixOperator(torch.tensor([[1.0, 1.0]], dtype=torch.float64))
-    >>> minnorm(InverseProblem(op, Gaussian(0.1)), torch.tensor([2.0], dtype=torch.float64)).mean().round(decimals=9).tolist()
+    >>> post = minnorm(InverseProblem(op, Gaussian(0.1)), torch.tensor([2.0], dtype=torch.float64))
+    >>> post.mean().round(decimals=9).tolist()
     [1.0, 1.0]
     """
     setup = prepare("minnorm", problem, y, real=real, latents=latents)

@@ -32,7 +32,8 @@ from bayesinv.posterior import Posterior
 from bayesinv.priors.base import ScorePrior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers._common import progress_bar
-from bayesinv.samplers.baselines._shared import check_iterate, flatten_norm, point_posterior, prepare, shifted_normal_solve
+from bayesinv.samplers.baselines._shared import (check_iterate, flatten_norm, point_posterior, prepare,
+                                                 shifted_normal_solve)
 
 __all__ = ["pnp_admm", "pnp_admm_solve", "PnPResult"]
 

@@ -88,7 +88,8 @@ def _project(p: torch.Tensor, radius) -> torch.Tensor:
     return p / torch.clamp(_magnitude(p) / radius, min=1.0)
 
 
-def prox_tv(v: torch.Tensor, mu, p: torch.Tensor | None = None, *, iterations: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+def prox_tv(v: torch.Tensor, mu, p: torch.Tensor | None = None, *,
+            iterations: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
     """``prox_{mu TV}(v)`` by FGP (Beck & Teboulle 2009, Algorithm GP with acceleration) on the dual.
 
     Returns ``(x, p)`` with ``x = v - mu D^T p`` and the dual field ``|p| <= 1`` (warm start for the next call).

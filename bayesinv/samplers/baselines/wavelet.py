@@ -34,7 +34,8 @@ from bayesinv.samplers._common import progress_bar
 from bayesinv.samplers.baselines._shared import (check_iterate, flatten_norm, lipschitz, norm_squared,
                                                  point_posterior, prepare)
 
-__all__ = ["WAVELET_RATE_PHANTOM32", "fit_wavelet_rate", "wavelet_l1", "wavelet_fista", "haar_forward", "haar_inverse", "detail_mask", "WaveletResult"]
+__all__ = ["WAVELET_RATE_PHANTOM32", "fit_wavelet_rate", "wavelet_l1", "wavelet_fista", "haar_forward",
+           "haar_inverse", "detail_mask", "WaveletResult"]
 
 _S = 1 / math.sqrt(2)
 
@@ -205,6 +206,7 @@ def wavelet_l1(problem: InverseProblem, y: torch.Tensor, *, weight: float | None
                         generator=setup.generator, progress=progress)
     extras = {"weight": lam, "iterations": res.iterations, "relative_change": float(res.relative_change[0]),
               "objective": float(res.objective[-1, 0]), "converged": res.converged, "monotone": monotone}
-    settings = {"weight": weight, "rule": rule, "rate": rate, "levels": levels, "monotone": monotone, "max_iter": max_iter, "tol": tol,
+    settings = {"weight": weight, "rule": rule, "rate": rate, "levels": levels, "monotone": monotone,
+                "max_iter": max_iter, "tol": tol,
                 "real": real}
     return point_posterior("wavelet_l1", res.x, setup, problem, settings=settings, nfe=0, extras=extras)
