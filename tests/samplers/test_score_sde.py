@@ -93,6 +93,7 @@ def test_score_sde_needs_a_linear_operator(generator):
                          torch.ones(1, 2, dtype=torch.float64), num_samples=1, generator=generator)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["vp", "ve"])
 def test_without_data_consistency_the_predictor_reproduces_the_mixture_prior(schedule):
     bed = mixture_bed(1, schedule=None if schedule == "vp" else ve_geometric(1000, 0.01, 50.0))
