@@ -5,7 +5,7 @@ Any network is trained by ``train_loop(model, loss_fn, sample_batch, steps=..., 
 * ``sample_batch(step) -> batch`` is a *pure function of the step* (a tensor or a tuple of tensors on the
   CPU), e.g. fresh phantoms drawn from a generator seeded by the step;
 * ``loss_fn(model, batch, generator) -> scalar`` draws any randomness it needs (noise, timesteps) from
-  ``generator``, which is seeded by ``(seed, step)``.
+  ``generator``, which is seeded by ``step_seed(seed, step)``.
 
 Because every step's randomness is a function of ``(seed, step)``, a run is reproducible from its seed and a
 run resumed from a checkpoint is identical to an uninterrupted one (on the CPU; GPU kernels may differ in the
@@ -31,13 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 __all__ = ["TrainResult", "train_loop", "ema_update", "save_checkpoint", "load_checkpoint", "save_weights",
-           "load_weights", "sha256_file", "step_generator", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
+           "load_weights", "sha256_file", "step_generator", "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOSS_LOG_NAME = "loss.csv"
@@ -52,9 +53,14 @@ class TrainResult(NamedTuple):
     stopped_by: str  # "steps" or "max_minutes"
 
 
+def step_seed(seed: int, step: int) -> int:
+    """A 32-bit seed mixed from ``(seed, step)`` by numpy's ``SeedSequence`` (the CPU generator keeps 32 bits)."""
+    return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1)[0])
+
+
 def step_generator(seed: int, step: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """The generator of step ``step``: ``Generator(device).manual_seed(seed * 2**32 + step)``."""
-    return torch.Generator(device=device).manual_seed(int(seed) * 2**32 + int(step))
+    """The generator of step ``step``: ``Generator(device).manual_seed(step_seed(seed, step))``."""
+    return torch.Generator(device=device).manual_seed(step_seed(seed, step))
 
 
 @torch.no_grad()
@@ -134,7 +140,9 @@ def load_checkpoint(path: str | Path, model: nn.Module, ema: nn.Module, optimize
         if key.startswith("optim/"):
             _, index, name = key.split("/", 2)
             state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in group.items()}
+              for group in json.loads(meta["param_groups"])]  # JSON turned tuples (betas) into lists
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
     return int(meta["step"]), float(meta["wall_seconds"])
 
 
@@ -151,7 +159,7 @@ def _write_losses(path: Path, losses: list[float]) -> None:
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "loss"])
-        writer.writerows((i, f"{v:.8g}") for i, v in enumerate(losses))
+        writer.writerows((i, repr(float(v))) for i, v in enumerate(losses))  # exact round trip
     os.replace(tmp, path)
 
 
@@ -228,7 +236,7 @@ def train_loop(model: nn.Module, loss_fn: Callable, sample_batch: Callable[[int]
                 group["lr"] = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr
             with torch.random.fork_rng(devices=devices, enabled=uses_dropout):
                 if uses_dropout:  # dropout draws from the global generator: seed it inside the fork only
-                    torch.manual_seed(int(seed) * 2**32 + step)
+                    torch.manual_seed(step_seed(seed, step))
                 loss = loss_fn(model, batch, step_generator(seed, step, device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

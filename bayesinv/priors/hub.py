@@ -1,0 +1,118 @@
+"""Load a committed diffusion prior from ``models/<name>/``, verifying its checksum; never unpickle.
+
+A model folder holds ``config.toml`` (architecture, schedule, parametrisation, training settings),
+``weights.safetensors`` (the EMA weights), ``SHA256SUMS`` (``sha256sum`` format) and ``MODEL_CARD.md``.
+:func:`load_prior` checks that each of them exists and that every file listed in ``SHA256SUMS`` hashes to
+the recorded value before anything is read, then builds the network from the config and loads the
+safetensors weights (a format that stores tensors only, so loading cannot execute code).
+
+The models folder is, in order: the ``root`` argument, the ``BAYESINV_MODELS`` environment variable, or
+``models/`` at the root of the bayesinv checkout (the package is installed with ``pip install -e .``).
+
+>>> models_root("/data/bayesinv-models").as_posix()
+'/data/bayesinv-models'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from bayesinv.errors import ChecksumMismatch, WeightsError
+from bayesinv.priors.diffusion import DiffusionPrior
+from bayesinv.priors.networks.loop import load_weights, sha256_file
+from bayesinv.priors.training import CHECKSUMS_NAME, WEIGHTS_NAME, build_network, build_schedule, read_config
+
+__all__ = ["models_root", "model_dir", "available_models", "verify_checksums", "load_prior", "REQUIRED_FILES"]
+
+REQUIRED_FILES = ("config.toml", WEIGHTS_NAME, CHECKSUMS_NAME, "MODEL_CARD.md")
+
+
+def models_root(root: str | Path | None = None) -> Path:
+    """The folder that holds ``<name>/`` model folders (see the module docstring for the search order)."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get("BAYESINV_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def model_dir(name: str | Path, root: str | Path | None = None) -> Path:
+    """The folder of model ``name``: ``name`` itself if it is an existing folder path, else ``<root>/<name>``."""
+    path = Path(name)
+    if path.is_dir() and (path / "config.toml").exists():
+        return path
+    folder = models_root(root) / str(name)
+    if not folder.is_dir():
+        known = available_models(root)
+        raise WeightsError(f"no model {str(name)!r}: {folder} does not exist; available in {models_root(root)}: "
+                           f"{known} (set BAYESINV_MODELS or pass root= to look elsewhere)")
+    return folder
+
+
+def available_models(root: str | Path | None = None) -> list[str]:
+    """Names of the model folders (those with a ``config.toml``) under the models root."""
+    base = models_root(root)
+    return sorted(p.name for p in base.iterdir() if (p / "config.toml").exists()) if base.is_dir() else []
+
+
+def verify_checksums(folder: str | Path) -> dict[str, str]:
+    """Check every file listed in ``folder/SHA256SUMS``; return ``{name: hex}``.
+
+    Raises :class:`WeightsError` if ``SHA256SUMS`` or a listed file is missing or the weights are not listed,
+    :class:`ChecksumMismatch` if a file's SHA-256 differs from the recorded one.
+    """
+    folder = Path(folder)
+    sums_path = folder / CHECKSUMS_NAME
+    if not sums_path.is_file():
+        raise WeightsError(f"{sums_path} is missing: refusing to load unverified weights")
+    recorded = {}
+    for line_no, line in enumerate(sums_path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise WeightsError(f"{sums_path}:{line_no}: expected '<64 hex digits>  <file name>', got {line!r}")
+        recorded[parts[1].lstrip("*")] = parts[0].lower()
+    if WEIGHTS_NAME not in recorded:
+        raise WeightsError(f"{sums_path} does not list {WEIGHTS_NAME}: refusing to load unverified weights")
+    for name, expected in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise WeightsError(f"{path} is listed in {CHECKSUMS_NAME} but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumMismatch(f"{path}: SHA-256 is {actual}, but {CHECKSUMS_NAME} records {expected} "
+                                   f"(the file is corrupt, truncated, a Git LFS pointer, or was changed)")
+    return recorded
+
+
+def load_prior(name: str | Path = "phantom32", *, root: str | Path | None = None,
+               device: str | torch.device = "cpu") -> DiffusionPrior:
+    """The :class:`DiffusionPrior` committed in ``models/<name>/`` (or the folder ``name``), checksum-verified.
+
+    Parameters
+    ----------
+    name : a model name (``"phantom32"``, ``"phantom64"``) or a path to a model folder.
+    root : the models folder (default: ``BAYESINV_MODELS`` or the checkout's ``models/``).
+    device : where the network is put.
+
+    Raises
+    ------
+    WeightsError : a required file (config, weights, SHA256SUMS, model card) is missing.
+    ChecksumMismatch : a file differs from its recorded SHA-256.
+    """
+    folder = model_dir(name, root)
+    for required in REQUIRED_FILES:
+        if not (folder / required).is_file():
+            raise WeightsError(f"model folder {folder} lacks {required} (needs {', '.join(REQUIRED_FILES)})")
+    verify_checksums(folder)
+    cfg = read_config(folder / "config.toml")
+    network = build_network(cfg)
+    load_weights(network, folder / WEIGHTS_NAME, device="cpu")
+    prior = DiffusionPrior(network, build_schedule(cfg), cfg["network"].get("parametrisation", "eps"),
+                           name=cfg.get("name", folder.name))
+    return prior.to(device)
