@@ -126,16 +126,16 @@ def _recalibrate(spec: StudySpec, cal: SplitData, test: SplitData, generator: to
     """Conformal recalibration on the calibration split -> coverage of the new intervals on the test split.
 
     Variants: ``rcps`` (Hoeffding–Bentkus, risk <= alpha w.p. 1 - delta) and ``crc`` (conformal risk
-    control, expected risk <= alpha), with one scalar ``lambda`` for samplers; ``crc_pixel`` and
-    ``crc_grouped`` (four groups of pixels by calibration-average width) learn spatial weights on half
-    of the calibration cases. Point estimates: ``rcps_pixel`` and ``crc_pixel`` from ``x_hat -/+ 1``.
+    control, expected risk <= alpha), with one scalar ``lambda``; ``crc_pixel`` and ``crc_grouped`` (four
+    groups of pixels by calibration-average width; samplers only) learn spatial weights on half of the
+    calibration cases. Point estimates start from ``x_hat -/+ 1`` (``lambda`` is then a half-width).
     """
     level = 1 - spec.alpha
     c_tru, t_tru = cal.truths.numpy(), test.truths.numpy()
     if cal.point_estimate:
         c_bounds = conformal.point_bounds(cal.samples[:, 0])
         t_bounds = conformal.point_bounds(test.samples[:, 0])
-        variants = {"rcps_pixel": ("pixel", "hb"), "crc_pixel": ("pixel", "crc")}
+        variants = {"rcps": ("scalar", "hb"), "crc": ("scalar", "crc"), "crc_pixel": ("pixel", "crc")}
     else:
         c_bounds = conformal.sample_bounds(cal.samples, level)
         t_bounds = conformal.sample_bounds(test.samples, level)
@@ -213,9 +213,8 @@ def calibration_summary(spec: StudySpec, cal: SplitData, test: SplitData, *,
                            "num_test": int(test.samples.shape[0]), "num_calibration": int(cal.samples.shape[0])}
     arrays: dict[str, np.ndarray] = {}
     out["conformal_all"] = _recalibrate(spec, cal, test, generator)
-    after = out["conformal_all"]["crc_pixel" if test.point_estimate else "crc"]
-    out["conformal"] = after
-    out["rcps"] = out["conformal_all"]["rcps_pixel" if test.point_estimate else "rcps"]
+    after = out["conformal"] = out["conformal_all"]["crc"]
+    out["rcps"] = out["conformal_all"]["rcps"]
     if test.point_estimate:
         out["coverage"] = _split_conformal_curve(cal, test, levels)
         out.update(main_coverage=None, main_cp=None, main_case_ci=None, ece=None)

@@ -203,6 +203,18 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
     raise StudySpecError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS) + sorted(BASELINES) + ['exact']}")
 
 
+def _in_prior_dtype(problem: InverseProblem, y: torch.Tensor) -> torch.Tensor:
+    """Cast ``y`` to the precision of a network prior (cases are stored in float64; a float32 network
+    would otherwise meet float64 iterates). Analytic priors keep float64."""
+    network = getattr(problem.prior, "network", None)
+    if network is None:
+        return y
+    real = next(network.parameters()).dtype
+    if y.is_complex():
+        return y.to(torch.complex64 if real == torch.float32 else torch.complex128)
+    return y.to(real)
+
+
 def run_task(spec: StudySpec, results: Path, label: str, split: str, index: int,
              problem: InverseProblem | None = None) -> str:
     """Run one (sampler, case) task unless its result exists; returns ``"done"`` or ``"skipped"``."""
@@ -212,7 +224,8 @@ def run_task(spec: StudySpec, results: Path, label: str, split: str, index: int,
     sampler = next(s for s in spec.samplers if s.label == label)
     case = load_case(results, split, index)
     seed = task_seed(spec.seed, split, index, label)
-    post = run_sampler(sampler.sampler, problem, case["y"].unsqueeze(0), num_samples=sampler.num_samples,
+    post = run_sampler(sampler.sampler, problem, _in_prior_dtype(problem, case["y"].unsqueeze(0)),
+                       num_samples=sampler.num_samples,
                        steps=sampler.steps, generator=torch.Generator().manual_seed(seed), options=sampler.options)
     post.seed = seed
     post.save(result_path(results, label, split, index))
