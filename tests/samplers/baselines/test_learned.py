@@ -37,12 +37,12 @@ def truths() -> torch.Tensor:
 def test_unrolled_mri_beats_minnorm(truths):
     problem = InverseProblem(make_operator("mri", (1, 32, 32), seed=0, acceleration=4), Gaussian(0.05))
     gain = _mean_psnr(unrolled, problem, truths) - _mean_psnr(minnorm, problem, truths)
-    assert gain > 5.0  # measured: ~7 dB (MODEL_CARD.md)
+    assert gain > 5.0  # measured on 100 images: 27.59 vs 21.02 dB (MODEL_CARD.md)
 
 
 def test_unrolled_deblur_beats_tikhonov(truths):
     problem = InverseProblem(make_operator("deblur", (1, 32, 32), std=1.5), Gaussian(0.05))
-    assert _mean_psnr(unrolled, problem, truths) - _mean_psnr(tikhonov, problem, truths) > 3.0  # measured ~5 dB
+    assert _mean_psnr(unrolled, problem, truths) - _mean_psnr(tikhonov, problem, truths) > 3.0  # measured on 100: 31.17 vs 25.75 dB
     post = unrolled(problem, problem.simulate(truths[:1], generator=torch.Generator().manual_seed(0)))
     assert post.extras["operator_matches_training"] and post.extras["model"] == "unrolled-deblur32"
     assert post.point_estimate and post.nfe == 6
