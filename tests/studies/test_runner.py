@@ -143,3 +143,14 @@ def test_errors(tmp_path, tiny_problem, monkeypatch):
     blocker.write_text("")
     with pytest.raises(PermissionError, match="cannot write study results"):
         run_study(spec, blocker / "results", problem=tiny_problem, progress=False)
+
+
+def test_measurements_are_cast_to_a_network_priors_precision():
+    class NetworkPrior:
+        network = torch.nn.Linear(2, 2)  # float32 parameters
+
+    op_problem = types.SimpleNamespace(prior=NetworkPrior())
+    y = torch.zeros(1, 4, dtype=torch.float64)
+    assert runner._in_prior_dtype(op_problem, y).dtype == torch.float32
+    assert runner._in_prior_dtype(op_problem, y.to(torch.complex128)).dtype == torch.complex64
+    assert runner._in_prior_dtype(types.SimpleNamespace(prior=object()), y).dtype == torch.float64
