@@ -1,12 +1,15 @@
 """Priors with a denoiser/score: analytic (exact) and diffusion (learned)."""
 
 from bayesinv.priors.base import ScorePrior
+from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.exact import (GaussianMixturePosterior, MixtureTestbed, exact_posterior, mixture_testbed,
                                    random_measurement)
 from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior
+from bayesinv.priors.hub import available_models, load_prior
 from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
 from bayesinv.priors.schedules import Schedule, make_schedule, ve_geometric, vp_cosine, vp_linear
 
 __all__ = ["ScorePrior", "Schedule", "make_schedule", "ve_geometric", "vp_cosine", "vp_linear",
            "GaussianPrior", "StationaryGaussianPrior", "GaussianMixturePrior", "grid_mixture",
-           "GaussianMixturePosterior", "MixtureTestbed", "exact_posterior", "mixture_testbed", "random_measurement"]
+           "GaussianMixturePosterior", "MixtureTestbed", "exact_posterior", "mixture_testbed", "random_measurement",
+           "DiffusionPrior", "load_prior", "available_models"]

@@ -25,7 +25,7 @@ from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.networks.loop import load_weights, sha256_file
 from bayesinv.priors.training import CHECKSUMS_NAME, WEIGHTS_NAME, build_network, build_schedule, read_config
 
-__all__ = ["models_root", "model_dir", "available_models", "verify_checksums", "load_prior", "REQUIRED_FILES"]
+__all__ = ["models_root", "model_dir", "available_models", "verify_checksums", "load_prior", "build_prior", "REQUIRED_FILES"]
 
 REQUIRED_FILES = ("config.toml", WEIGHTS_NAME, CHECKSUMS_NAME, "MODEL_CARD.md")
 
@@ -110,6 +110,13 @@ def load_prior(name: str | Path = "phantom32", *, root: str | Path | None = None
         if not (folder / required).is_file():
             raise WeightsError(f"model folder {folder} lacks {required} (needs {', '.join(REQUIRED_FILES)})")
     verify_checksums(folder)
+    return build_prior(folder, device=device)
+
+
+def build_prior(folder: str | Path, *, device: str | torch.device = "cpu") -> DiffusionPrior:
+    """The prior of a model folder from its ``config.toml`` and ``weights.safetensors``, *without* the checks of
+    :func:`load_prior` (for tools that write the model card of a freshly trained model)."""
+    folder = Path(folder)
     cfg = read_config(folder / "config.toml")
     network = build_network(cfg)
     load_weights(network, folder / WEIGHTS_NAME, device="cpu")
