@@ -16,7 +16,8 @@ the factor 2. Norms are per chain (the authors run one image per batch).
 
 Defaults are the authors' configs (``configs/*_config.yaml``): 1000 DDPM steps, ``zeta' = 0.5`` for
 inpainting, ``0.3`` for deblurring and super-resolution, ``1.0`` for phase retrieval (and ``1.0`` for
-other operators).
+other operators). For a shipped prior, values chosen on its calibration split by
+``benchmarks/tune_dps.py`` replace these (:data:`TUNED_GUIDANCE_SCALES`, looked up by the prior's ``name``).
 
 Likelihoods (``guidance``):
 
@@ -57,7 +58,7 @@ from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers import _common as C
 
-__all__ = ["sample_dps", "dps_step", "DPSState", "default_guidance_scale"]
+__all__ = ["sample_dps", "dps_step", "DPSState", "default_guidance_scale", "TUNED_GUIDANCE_SCALES"]
 
 _GUIDANCE = ("norm", "deviance", "loglik")
 
@@ -70,8 +71,21 @@ class DPSState(NamedTuple):
     x0_hat: torch.Tensor | None = None
 
 
-def default_guidance_scale(operator: Operator) -> float:
-    """The authors' ``zeta'`` by operator family: inpainting 0.5, blur/super-resolution 0.3, phase 1.0, else 1.0."""
+# zeta' for shipped priors by (number of steps, operator class), chosen on the CALIBRATION split by
+# benchmarks/tune_dps.py (rerun it after retraining a prior). phantom32 at 100 steps: `tune_dps.py --quick`
+# (1 calibration phantom, 2 chains, grid 0.3/1/3/10; PSNR of the mean 31.2/33.1/34.6 dB; 10 blows up).
+# zeta' acts once per step, so a value holds only for the steps it was tuned at.
+TUNED_GUIDANCE_SCALES: dict[str, dict[int, dict[str, float]]] = {
+    "phantom32": {100: {"Blur": 3.0, "Inpaint": 1.0, "MRI": 3.0}},
+}
+
+
+def default_guidance_scale(operator: Operator, prior_name: str | None = None, steps: int | None = None) -> float:
+    """``zeta'`` tuned for prior ``prior_name`` at ``steps`` steps (:data:`TUNED_GUIDANCE_SCALES`) if recorded,
+    else the authors' value by operator family: inpainting 0.5, blur/super-resolution 0.3, phase 1.0, else 1.0."""
+    tuned = TUNED_GUIDANCE_SCALES.get(prior_name or "", {}).get(steps, {})
+    if type(operator).__name__ in tuned:
+        return tuned[type(operator).__name__]
     name = type(operator).__name__.lower()
     if "inpaint" in name or "mask" in name:
         return 0.5
@@ -130,7 +144,7 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     generator : the source of randomness.
     batch_size : chains per batch (default: all at once).
     progress : show a tqdm bar. callback : ``callback(step, x_t, x0_hat)`` after every step.
-    guidance_scale : ``zeta'`` (default :func:`default_guidance_scale` of the operator).
+    guidance_scale : ``zeta'`` (default :func:`default_guidance_scale` of the operator and the prior's name).
     guidance : ``"norm"``, ``"deviance"`` or ``"loglik"`` (default: norm for known-sigma Gaussian noise).
     latents : fixed values of latent sites (noise sigma, operator nuisance), scalars or ``(num_samples,)``.
     clip_denoised : clamp ``x0_hat`` to this range (the authors clip to the data range ``[-1, 1]``).
@@ -148,11 +162,12 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     if guidance not in _GUIDANCE:
         raise ValueError(f"{name}: guidance must be one of {_GUIDANCE}, got {guidance!r}")
     all_latents = C.resolve_latents(problem, latents, num_samples, y)
-    if guidance_scale is None:
-        guidance_scale = default_guidance_scale(C.operator_at(problem, all_latents))
-    guidance_scale = float(guidance_scale)
     prior = problem.prior
     ts = C.timesteps(prior.schedule, steps)
+    if guidance_scale is None:
+        guidance_scale = default_guidance_scale(C.operator_at(problem, all_latents), getattr(prior, "name", None),
+                                                len(ts))
+    guidance_scale = float(guidance_scale)
     nexts = ts[1:] + [-1]
     clock = C.Clock()
     shape = tuple(prior.event_shape)

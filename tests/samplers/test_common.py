@@ -152,7 +152,7 @@ def test_every_sampler_rejects_bad_arguments(name):
         SAMPLERS[name](object(), y, num_samples=2, generator=g, progress=False)
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLERS))
+@pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"dirac"}))  # dirac needs a trained model (test_dirac*)
 def test_every_sampler_records_metadata_and_is_reproducible(name):
     prior = GaussianPrior(torch.zeros(2), 1.0, schedule=vp_linear(20, 1e-3, 0.4))
     problem = InverseProblem(Identity((2,)), Gaussian(0.5), prior)

@@ -14,7 +14,7 @@ from bayesinv.noise import Poisson
 from bayesinv.operators.base import Operator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, vp_linear
-from bayesinv.samplers.dps import default_guidance_scale, sample_dps
+from bayesinv.samplers.dps import TUNED_GUIDANCE_SCALES, default_guidance_scale, sample_dps
 from tests.samplers.helpers import DFTOperator, TinyNetworkPrior, flat_problem, sw_ratio, mixture_bed
 
 
@@ -158,3 +158,13 @@ def test_dps_beats_the_prior_on_the_mixture_testbed(num_measurements):
     d_prior, _, _ = sw_ratio(prior_draws, bed.posterior)
     assert d_dps < 0.5 * d_prior, (d_dps, d_prior, floor)
     assert math.isfinite(d_dps) and flat_problem(bed).noise.sigma == 1e4
+
+
+def test_tuned_guidance_scales_apply_to_their_prior_and_steps_only():
+    blur = type("Blur", (Operator,), {})((2,), (2,))
+    for prior_name, by_steps in TUNED_GUIDANCE_SCALES.items():
+        for steps, values in by_steps.items():
+            if "Blur" in values:
+                assert default_guidance_scale(blur, prior_name, steps) == values["Blur"]
+            assert default_guidance_scale(blur, prior_name, steps + 1) == 0.3  # other steps: the authors' value
+    assert default_guidance_scale(blur, "another-prior", 100) == 0.3
