@@ -87,7 +87,12 @@ class DiffusionPrior(ScorePrior):
         return self
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        return self.denoiser(x_t, t)
+        """The network runs in its own dtype (float32 weights); ``x_t`` of another precision (the float64
+        of exact testbeds and studies) is cast in and the result cast back, differentiably."""
+        dtype = next(self.network.parameters()).dtype
+        if x_t.dtype == dtype:
+            return self.denoiser(x_t, t)
+        return self.denoiser(x_t.to(dtype), t).to(x_t.dtype)
 
     # -- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
