@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from pyro.distributions import TorchDistribution
+from pyro.distributions.torch_distribution import ExpandedDistribution
 
 from bayesinv._validation import check_batch_shape
 from bayesinv.priors.schedules import Schedule
@@ -54,7 +55,7 @@ class ScorePrior(TorchDistribution):
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         raise NotImplementedError
 
-    def expand(self, batch_shape, _instance=None):  # priors are unbatched; Pyro may still ask
-        if tuple(batch_shape) == ():
-            return self
-        raise NotImplementedError(f"{type(self).__name__} does not support batch_shape {tuple(batch_shape)}")
+    def expand(self, batch_shape, _instance=None):
+        """Independent copies for Pyro plates (``sample``/``log_prob`` broadcast over ``batch_shape``)."""
+        batch_shape = torch.Size(batch_shape)
+        return self if batch_shape == torch.Size() else ExpandedDistribution(self, batch_shape)

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 import torch
 from pyro.distributions import constraints
-from pyro.distributions.torch_distribution import ExpandedDistribution
 
 from bayesinv._validation import check_finite, check_tensor
 from bayesinv.errors import ShapeError
@@ -34,12 +33,6 @@ from bayesinv.priors.schedules import Schedule, vp_linear
 __all__ = ["GaussianPrior", "StationaryGaussianPrior"]
 
 _LOG_2PI = math.log(2 * math.pi)
-
-
-def expand_prior(prior: ScorePrior, batch_shape) -> ScorePrior | ExpandedDistribution:
-    """``prior.expand(batch_shape)`` for Pyro plates: independent copies (``sample``/``log_prob`` broadcast)."""
-    batch_shape = torch.Size(batch_shape)
-    return prior if batch_shape == torch.Size() else ExpandedDistribution(prior, batch_shape)
 
 
 def batch_coefficients(schedule: Schedule, t, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,9 +173,6 @@ class GaussianPrior(ScorePrior):
         shape = torch.Size(sample_shape)
         return self.sample_n(shape.numel()).reshape(shape + self.event_shape)
 
-    def expand(self, batch_shape, _instance=None):
-        return expand_prior(self, batch_shape)
-
     def __repr__(self) -> str:
         return f"GaussianPrior(event_shape={tuple(self.event_shape)}, schedule={self.schedule.name!r})"
 
@@ -313,9 +303,6 @@ class StationaryGaussianPrior(ScorePrior):
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
         return self.sample_n(shape.numel()).reshape(shape + self.event_shape)
-
-    def expand(self, batch_shape, _instance=None):
-        return expand_prior(self, batch_shape)
 
     def __repr__(self) -> str:
         return f"StationaryGaussianPrior(event_shape={tuple(self.event_shape)}, schedule={self.schedule.name!r})"

@@ -31,7 +31,7 @@ from pyro.distributions import constraints
 from bayesinv._validation import check_finite
 from bayesinv.errors import ShapeError
 from bayesinv.priors.base import ScorePrior
-from bayesinv.priors.gaussian import (as_event_batch, batch_coefficients, expand_prior, gaussian_log_density,
+from bayesinv.priors.gaussian import (as_event_batch, batch_coefficients, gaussian_log_density,
                                      symmetric_eigh)
 from bayesinv.priors.schedules import Schedule, vp_linear
 
@@ -188,9 +188,6 @@ class GaussianMixturePrior(ScorePrior):
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape)
         return self.sample_n(shape.numel()).reshape(shape + self.event_shape)
-
-    def expand(self, batch_shape, _instance=None):
-        return expand_prior(self, batch_shape)
 
     def __repr__(self) -> str:
         return (f"GaussianMixturePrior(num_components={self.num_components}, event_shape={tuple(self.event_shape)}, "
