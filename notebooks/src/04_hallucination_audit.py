@@ -41,12 +41,14 @@ samples = post.flat()
 
 # %%
 maps = nullspace_decomposition(operator, samples, y)
-print({k: tuple(v.shape) for k, v in maps._asdict().items()})
+missing = ~operator.mask.reshape(32, 32)
+print(f"null-space energy on missing pixels: {float(maps.null[..., missing].pow(2).sum()):.3f}, "
+      f"on observed pixels: {float(maps.null[..., ~missing].pow(2).sum()):.2e}")
 fig, axes = plt.subplots(1, 4, figsize=(9, 2.6))
-for ax, (title, image) in zip(axes, [("truth", truth[0, 0]), ("posterior mean", post.mean()[0]),
-                                     ("mean |null-space part|", maps.null.abs().mean(0)[0]),
-                                     ("std of null-space part", maps.null.std(0)[0])]):
-    ax.imshow(image.numpy(), cmap="gray" if "truth" in title or "mean" == title[:4] else "magma")
+for ax, (title, image, cmap) in zip(axes, [("truth", truth[0, 0], "gray"), ("posterior mean", post.mean()[0], "gray"),
+                                           ("mean |null-space part|", maps.null_mean[0], "magma"),
+                                           ("spread of null-space part", maps.null_std[0], "magma")]):
+    ax.imshow(image.numpy(), cmap=cmap)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 fig.tight_layout()
@@ -58,8 +60,9 @@ fig.tight_layout()
 
 # %%
 dc = data_consistency(operator, problem.noise, y, samples)
-print(f"p-values: min {float(dc.p_values.min()):.3f}, median {float(dc.p_values.median()):.3f}; "
-      f"rejected at 1%: {int((dc.p_values < 0.01).sum())} of {len(dc.p_values)} samples")
+print(f"chi2 with {dc.dof} degrees of freedom; p-values: min {float(dc.pvalues.min()):.3f}, "
+      f"median {float(dc.pvalues.median()):.3f}; rejected at {dc.level:.0%}: {int(dc.rejected.sum())} of "
+      f"{len(dc.pvalues)} samples")
 
 # %% [markdown]
 # ## 3. P(lesion | y)
@@ -69,7 +72,5 @@ print(f"p-values: min {float(dc.p_values.min()):.3f}, median {float(dc.p_values.
 # false-lesion rate and reliability per sampler.
 
 # %%
-centre = batch.lesion_centers[:1] if hasattr(batch, "lesion_centers") else None
-if centre is not None:
-    prob = lesion_probability(samples[None], centre, threshold=0.12)
-    print(f"P(lesion at the inserted location | y) = {float(prob.reshape(-1)[0]):.2f} (a lesion is present)")
+prob = lesion_probability(samples[None], batch.audit_centers[:1], threshold=0.12)
+print(f"P(lesion at the inserted location | y) = {float(prob[0]):.2f} (a lesion is present)")
