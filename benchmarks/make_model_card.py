@@ -147,6 +147,11 @@ def write_card(folder: Path, cfg: dict, info: dict, report: dict, step_cost: flo
               "- Trained for minutes, not days: good on this synthetic family, not a general image prior.",
               "- Out-of-family images (e.g. Shepp-Logan, real scans) are outside its training distribution.",
               "- No density: `log_prob` raises `NoDensityError`."]
+    if s["pixel_w1_to_heldout"] > 2 * s["pixel_w1_heldout_vs_heldout"]:
+        lines.append(f"- **Unconditional samples do not match the data**: pixel W1 to held-out "
+                     f"{s['pixel_w1_to_heldout']:.3f} vs {s['pixel_w1_heldout_vs_heldout']:.3f} between two held-out "
+                     "sets (see samples.png). The denoiser beats the Wiener filter at every level tested, but the "
+                     "reverse process from pure noise goes wrong: prefer another prior for sampling studies.")
     rates = (s["heldout_stats"]["lesion_rate"], s["heldout2_stats"]["lesion_rate"])
     if s["stats"]["lesion_rate"] < min(rates):
         lines.append(f"- Lesions are under-generated: the detector fires on {s['stats']['lesion_rate']:.0%} of samples "
