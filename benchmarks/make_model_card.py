@@ -59,7 +59,8 @@ def plot_loss(folder: Path) -> None:
 
 def plot_samples(folder: Path, samples: torch.Tensor, heldout: torch.Tensor, steps: int, num: int = 32) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.4), dpi=100)
-    for ax, images, title in ((axes[0], samples, f"DDIM samples ({steps} steps)"), (axes[1], heldout, "held-out phantoms")):
+    panels = ((axes[0], samples, f"DDIM samples ({steps} steps)"), (axes[1], heldout, "held-out phantoms"))
+    for ax, images, title in panels:
         grid = images[:num, 0].clamp(0, 1).cpu().numpy()
         rows = int(np.ceil(num / 8))
         size = grid.shape[-1]
@@ -83,7 +84,8 @@ def write_card(folder: Path, cfg: dict, info: dict, report: dict, step_cost: flo
              "## Use", "", "```python", "from bayesinv.priors import load_prior",
              f'prior = load_prior("{folder.name}")  # checksum-verified; prior.denoise / score / sample_n', "```", "",
              "## Data", "",
-             f"- Generator: `bayesinv.data.phantoms.phantom_dataset(\"train\", {tr['batch_size']}, {data['image_size']}, "
+             "- Generator: `bayesinv.data.phantoms.phantom_dataset(\"train\", "
+             f"{tr['batch_size']}, {data['image_size']}, "
              f"seed={data.get('seed', 0)} + k, lesion_prob={data['lesion_prob']})` for step k: a fresh batch of "
              f"random-ellipse phantoms every step ({info['steps'] * int(tr['batch_size']):,} images seen), "
              f"train split only (seeds < 1,000,003, disjoint from calibration/test).",
@@ -114,7 +116,8 @@ def write_card(folder: Path, cfg: dict, info: dict, report: dict, step_cost: flo
              f"train phantoms, seed {LINEAR_TRAIN_SEED}), "
              f"on {report.get('num_test', 256)} test phantoms; paired z = mean per-image MSE difference / its "
              "standard error (negative: the network wins).", "",
-             "| noise level sigma | timestep | network MSE | Wiener MSE | ratio | paired z |", "|---|---|---|---|---|---|"]
+             "| noise level sigma | timestep | network MSE | Wiener MSE | ratio | paired z |",
+             "|---|---|---|---|---|---|"]
     for r in report["denoising"]:
         lines.append(f"| {r['noise_level']:.3f} | {r['timestep']} | {r['mse_prior']:.3g} | {r['mse_linear']:.3g} | "
                      f"{r['mse_prior'] / r['mse_linear']:.3f} | {r['paired_z']:.1f} |")
@@ -128,7 +131,7 @@ def write_card(folder: Path, cfg: dict, info: dict, report: dict, step_cost: flo
     lines += [f"| pixel W1 to held-out | {s['pixel_w1_to_heldout']:.4f} | 0 | {s['pixel_w1_heldout_vs_heldout']:.4f} |",
               "", "The lesion rate is that of a weak detector (max |x - median5(x)| > 0.25; fires on ~52% of phantoms "
               "with a lesion, ~6% without), so it tracks prevalence only roughly.", "", "![samples](samples.png)", "",
-              "## Cost of the denoiser (`python benchmarks/prior_timing.py models/" + folder.name + "/config.toml`)", "",
+              f"## Cost of the denoiser (`python benchmarks/prior_timing.py models/{folder.name}/config.toml`)", "",
               "| device | batch | forward (ms) | forward + VJP (ms) |", "|---|---|---|---|"]
     for key, label in (("cpu_timing", f"CPU ({report.get('cpu_threads')} thread(s))"), ("gpu_timing", "H200")):
         for r in report.get(key, []):
@@ -138,7 +141,8 @@ def write_card(folder: Path, cfg: dict, info: dict, report: dict, step_cost: flo
               "with `config.toml`; `load_prior` refuses a mismatch).",
               "- `config.toml` (architecture and training settings), `loss.csv`, `train_info.json`, `gpu_timing.json`, "
               "`quality.json`.", "",
-              "## Reproduce", "", "```", f"bayesinv train prior --config models/{folder.name}/config.toml --device cuda",
+              "## Reproduce", "", "```",
+              f"bayesinv train prior --config models/{folder.name}/config.toml --device cuda",
               "```", "",
               f"Training stops after `max_minutes`; the step count reached depends on the hardware. For a step-exact "
               f"re-run set `max_steps = {info['steps']}` and remove `max_minutes` (same seed, same data stream; GPU "

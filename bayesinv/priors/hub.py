@@ -25,7 +25,8 @@ from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.networks.loop import load_weights, sha256_file
 from bayesinv.priors.training import CHECKSUMS_NAME, WEIGHTS_NAME, build_network, build_schedule, read_config
 
-__all__ = ["models_root", "model_dir", "available_models", "verify_checksums", "load_prior", "build_prior", "REQUIRED_FILES"]
+__all__ = ["models_root", "model_dir", "available_models", "verify_checksums", "load_prior", "build_prior",
+           "REQUIRED_FILES"]
 
 REQUIRED_FILES = ("config.toml", WEIGHTS_NAME, CHECKSUMS_NAME, "MODEL_CARD.md")
 
