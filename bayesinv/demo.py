@@ -1,13 +1,13 @@
 """The main job (``bayesinv demo``): posterior sampling, calibration and a hallucination audit on phantom32.
 
 Two small studies on held-out phantoms with the shipped ``phantom32`` diffusion prior — Gaussian deblurring
-(std 1.5 px) and 4x Cartesian MRI, both at ``sigma_y = 0.05`` — each with DDRM, DPS and TV (a point estimate
-with conformal intervals). Each study is run (resumable), analysed (coverage, SBC, TARP, conformal
+(std 1.5 px) and 4x Cartesian MRI, both at ``sigma_y = 0.05`` — each with DDRM, TV (a point estimate with
+conformal intervals) and one more method (Dirac for deblurring, the unrolled network for MRI). Each study is run (resumable), analysed (coverage, SBC, TARP, conformal
 recalibration, hallucination audit) and rendered to its own report; ``<out>/report.html`` is an index page
 with every study's verdict table and links to the full reports. Sizes:
 
-* ``tiny``: 4 + 4 cases, 4 samples per case (a smoke test, about a minute),
-* ``small``: the README's demo (16 calibration + 16 test cases per study, 16 samples per case),
+* ``tiny``: 3 + 3 cases, 4 samples per case (a smoke test),
+* ``small``: the README's demo (10 calibration + 10 test cases per study, 8 samples per case),
 * ``full``: 48 + 48 cases, 32 samples per case.
 
 >>> sorted(DEMO_SIZES)
@@ -29,30 +29,39 @@ from bayesinv.studies.spec import SamplerSpec, StudySpec
 __all__ = ["DEMO_SIZES", "demo_studies", "run_demo", "min_norm_figure"]
 
 DEMO_SIZES = {
-    "tiny": {"cases": 4, "num_samples": 4, "dps_steps": 20},
-    "small": {"cases": 16, "num_samples": 16, "dps_steps": 100},
-    "full": {"cases": 48, "num_samples": 32, "dps_steps": 200},
+    "tiny": {"cases": 3, "num_samples": 4, "subset": 2},
+    "small": {"cases": 10, "num_samples": 8, "subset": 3},
+    "full": {"cases": 48, "num_samples": 32, "subset": 16},
 }
 
 PROBLEMS = {
-    # label -> (operator, options, title)
-    "deblur": ("deblur", {"std": 1.5}, "Gaussian deblurring, std 1.5 px"),
-    "mri4x": ("mri", {"acceleration": 4}, "4x Cartesian MRI (single coil)"),
+    # label -> (operator, options, title, samplers besides DDRM and TV: (label, registry name, on a subset?))
+    "deblur": ("deblur", {"std": 1.5}, "Gaussian deblurring, std 1.5 px", [("dirac", "dirac", True)]),
+    "mri4x": ("mri", {"acceleration": 4}, "4x Cartesian MRI (single coil)", [("unrolled", "unrolled", False)]),
 }
 
 
 def demo_studies(size: str = "small", *, seed: int = 0, prior: str = "phantom32") -> list[StudySpec]:
-    """The demo's study specs (one per problem) at the given size."""
+    """The demo's study specs (one per problem) at the given size.
+
+    Every study has DDRM (20 steps; Kawar et al. 2022) and TV with conformal intervals; deblurring adds
+    Dirac-PO (on the first ``subset`` cases of each split: it backpropagates through its network), MRI adds
+    the unrolled Neumann network. DPS and the Langevin samplers need hundreds of network gradients per
+    sample, too many for a demo on two CPU cores; ``calibration/`` holds the studies that compare them.
+    """
     if size not in DEMO_SIZES:
         raise ValueError(f"size must be one of {sorted(DEMO_SIZES)}, got {size!r}")
     s = DEMO_SIZES[size]
-    samplers = (SamplerSpec("ddrm", "ddrm", s["num_samples"], 20),
-                SamplerSpec("dps", "dps", s["num_samples"], s["dps_steps"]),
-                SamplerSpec("tv", "tv", 1))
-    return [StudySpec(name=f"demo-{label}", seed=seed, operator=operator, image_size=32, noise_sigma=0.05,
-                      operator_options=dict(options), prior=prior, samplers=samplers,
-                      num_calibration=s["cases"], num_test=s["cases"], lesion_prob=0.5)
-            for label, (operator, options, _) in PROBLEMS.items()]
+    specs = []
+    for label, (operator, options, _, extra) in PROBLEMS.items():
+        samplers = [SamplerSpec("ddrm", "ddrm", s["num_samples"], 20)]
+        samplers += [SamplerSpec(name, registry, s["num_samples"] if registry != "unrolled" else 1,
+                                 max_cases=s["subset"] if subset else None) for name, registry, subset in extra]
+        samplers.append(SamplerSpec("tv", "tv", 1))
+        specs.append(StudySpec(name=f"demo-{label}", seed=seed, operator=operator, image_size=32, noise_sigma=0.05,
+                               operator_options=dict(options), prior=prior, samplers=tuple(samplers),
+                               num_calibration=s["cases"], num_test=s["cases"], lesion_prob=0.5))
+    return specs
 
 
 _INDEX = jinja2.Template("""<!doctype html>
@@ -130,7 +139,7 @@ def run_demo(out: str | os.PathLike = "demo-output", *, seed: int = 0, size: str
     figure = min_norm_figure(seed)
     (out / "measurements.png").write_bytes(figure)
     studies = []
-    for spec, (label, (_, _, title)) in zip(demo_studies(size, seed=seed), PROBLEMS.items(), strict=True):
+    for spec, (label, (_, _, title, _)) in zip(demo_studies(size, seed=seed), PROBLEMS.items(), strict=True):
         report = calibrate(spec, out / label / "results", report=out / label / "report.html", audit=True,
                            progress=progress)
         studies.append({"title": title, "link": f"{label}/report.html",
