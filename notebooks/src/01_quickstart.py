@@ -19,7 +19,7 @@ from bayesinv.priors.hub import load_prior
 from bayesinv.samplers import sample_ddrm, sample_dps
 
 SMALL = os.environ.get("BAYESINV_NOTEBOOK_SMALL") == "1"  # the test suite runs this notebook at a small size
-NUM_SAMPLES = 4 if SMALL else 32
+NUM_SAMPLES = 4 if SMALL else 16
 
 # %% [markdown]
 # ## The model: y = blur(x) + noise, x ~ phantom32
@@ -40,7 +40,7 @@ print(problem.operator, "| measurement", tuple(y.shape))
 
 # %%
 post = sample_ddrm(problem, y, num_samples=NUM_SAMPLES, generator=torch.Generator().manual_seed(1), progress=False)
-post_dps = sample_dps(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 200,
+post_dps = sample_dps(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 100,
                       generator=torch.Generator().manual_seed(2), progress=False)
 print(post)
 

@@ -20,7 +20,7 @@ from bayesinv.samplers import sample_dps, sample_score_sde
 from bayesinv.samplers.baselines import minnorm, tv
 
 SMALL = os.environ.get("BAYESINV_NOTEBOOK_SMALL") == "1"
-NUM_SAMPLES = 4 if SMALL else 16
+NUM_SAMPLES = 4 if SMALL else 8
 
 # %%
 prior = load_prior("phantom32")
@@ -40,9 +40,9 @@ print(operator, "| k-space", tuple(y.shape), y.dtype)
 results = {
     "min-norm": minnorm(problem, y),
     "TV": tv(problem, y),
-    "DPS": sample_dps(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 200,
+    "DPS": sample_dps(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 100,
                       generator=torch.Generator().manual_seed(1), progress=False),
-    "score-SDE": sample_score_sde(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 200,
+    "score-SDE": sample_score_sde(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 100,
                                   generator=torch.Generator().manual_seed(2), progress=False),
 }
 reference = truth[0, 0].numpy()

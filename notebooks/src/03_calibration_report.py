@@ -14,8 +14,8 @@ from pathlib import Path
 from bayesinv.studies import calibrate, parse_study
 
 SMALL = os.environ.get("BAYESINV_NOTEBOOK_SMALL") == "1"
-CASES = 4 if SMALL else 16
-SAMPLES = 4 if SMALL else 16
+CASES = 4 if SMALL else 8
+SAMPLES = 4 if SMALL else 8
 
 spec = parse_study(tomllib.loads(f"""
 name = "notebook-deblur"
