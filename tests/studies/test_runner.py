@@ -154,3 +154,18 @@ def test_measurements_are_cast_to_a_network_priors_precision():
     assert runner._in_prior_dtype(op_problem, y).dtype == torch.float32
     assert runner._in_prior_dtype(op_problem, y.to(torch.complex128)).dtype == torch.complex64
     assert runner._in_prior_dtype(types.SimpleNamespace(prior=object()), y).dtype == torch.float64
+
+
+def test_ood_split_from_shipped_images(tmp_path, tiny_problem):
+    from bayesinv.data.images import load_images
+
+    doc_spec = tiny_spec(tmp_path, num_ood=2, samplers={"exact": {"sampler": "exact", "num_samples": 2}})
+    spec = type(doc_spec)(**{**doc_spec.__dict__, "ood_family": "images"})
+    results = run_study(spec, problem=tiny_problem, progress=False)
+    for i in range(2):
+        case = load_case(results, "ood", i)
+        torch.testing.assert_close(case["truth"], load_images(size=8)[i].double())
+        assert not case["has_lesion"]
+    too_many = type(doc_spec)(**{**spec.__dict__, "num_ood": 50})
+    with pytest.raises(StudySpecError, match="'data.num_ood' = 50 but bayesinv.data.images ships"):
+        run_study(too_many, tmp_path / "other", problem=tiny_problem, progress=False)
