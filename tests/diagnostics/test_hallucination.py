@@ -154,12 +154,79 @@ def test_lesion_audit_counts_and_auc():
     assert (lo, hi) == pytest.approx(tuple(ref))
 
 
+def _disc_image(size, centre, radius, amplitude, background):
+    rows, cols = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    img = background.clone() if torch.is_tensor(background) else torch.full((size, size), float(background))
+    img = img.double()
+    img[torch.hypot(rows - centre[0], cols - centre[1]) <= radius] += amplitude
+    return img[None, None]
+
+
 def test_lesion_contrast_on_a_known_disc():
-    img = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    img = _disc_image(16, (8, 8), 1.5, 0.4, 0.0)
+    assert float(lesion_contrast(img, torch.tensor([[8.0, 8.0]]))[0]) == pytest.approx(0.4, abs=1e-12)
+    assert float(lesion_contrast(img, torch.tensor([[3.0, 3.0]]))[0]) == pytest.approx(0.0, abs=1e-12)
+    dark = _disc_image(16, (8, 8), 1.0, -0.3, 0.5)  # dark disc on a grey background
+    assert float(lesion_contrast(dark, torch.tensor([[8.0, 8.0]]))[0]) == pytest.approx(-0.3, abs=1e-12)
+
+
+def test_lesion_contrast_flat_image_is_zero():
+    flat = torch.full((3, 2, 1, 12, 12), 0.37, dtype=torch.float64)
+    centres = torch.tensor([[5.0, 5.0], [2.0, 9.0], [6.0, 6.5]])
+    assert torch.equal(lesion_contrast(flat, centres).abs(), torch.zeros(3, 2, dtype=torch.float64))
+
+
+def test_lesion_contrast_on_a_ramp_background_is_the_disc_amplitude():
+    """A linear background has mean over a symmetric disc and median over a symmetric annulus both equal
+    to its centre value, so the contrast is exactly the disc's amplitude (a ring mean would agree here)."""
+    axis = torch.arange(16, dtype=torch.float64)
+    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+    ramp = 0.2 + 0.03 * rows - 0.02 * cols
+    img = _disc_image(16, (7, 8), 1.0, 0.25, ramp)
+    assert float(lesion_contrast(img, torch.tensor([[7.0, 8.0]]))[0]) == pytest.approx(0.25, abs=1e-12)
+
+
+def test_lesion_contrast_ignores_an_edge_crossing_less_than_half_the_annulus():
+    """The annulus median is the background even when a few annulus pixels lie across an edge;
+    the annulus mean used by a plain ring detector would be pulled towards the other side."""
     rows, cols = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
-    img[0, 0][torch.hypot(rows - 8, cols - 8) <= 1.5] = 0.4
-    assert float(lesion_contrast(img, torch.tensor([[8.0, 8.0]]))[0]) == pytest.approx(0.4)
-    assert float(lesion_contrast(img, torch.tensor([[3.0, 3.0]]))[0]) == pytest.approx(0.0)
+    centre, ring = (8, 8), (2.0, 3.0)
+    background = torch.where(cols >= 10.5, 0.9, 0.4)  # a bright structure right of the lesion
+    dist = torch.hypot(rows - 8, cols - 8)
+    annulus = (dist >= ring[0]) & (dist <= ring[1])
+    across = int((annulus & (cols >= 10.5)).sum())
+    assert 0 < across < int(annulus.sum()) / 2  # the premise: the edge crosses part of the annulus
+    img = _disc_image(16, centre, 1.0, 0.3, background)
+    got = float(lesion_contrast(img, torch.tensor([[8.0, 8.0]]), ring=ring)[0])
+    assert got == pytest.approx(0.3, abs=1e-12)
+    ring_mean = float(img[0, 0][annulus].mean())
+    assert 0.7 - ring_mean < 0.3 - 1e-3  # a ring mean would under-state the contrast
+
+
+def test_lesion_contrast_averages_channels_and_matches_numpy():
+    gen = torch.Generator().manual_seed(3)
+    img = torch.rand(2, 4, 2, 10, 10, generator=gen, dtype=torch.float64)
+    centres = torch.tensor([[4.0, 5.0], [5.0, 4.0]])
+    got = lesion_contrast(img, centres, radius=1.0, ring=(2.0, 3.5))
+    rows, cols = np.meshgrid(np.arange(10), np.arange(10), indexing="ij")
+    for i, (r, c) in enumerate(centres.tolist()):
+        dist = np.hypot(rows - r, cols - c)
+        for s in range(4):
+            x = img[i, s].mean(0).numpy()
+            ref = x[dist <= 1.0].mean() - np.median(x[(dist >= 2.0) & (dist <= 3.5)])
+            assert float(got[i, s]) == pytest.approx(ref, abs=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{"radius": 2.0, "ring": (2.0, 3.0)}, {"radius": 1.0, "ring": (3.0, 2.5)},
+                                    {"radius": -1.0}])
+def test_lesion_contrast_rejects_bad_geometry(kwargs):
+    with pytest.raises(ValueError, match="radius"):
+        lesion_contrast(torch.zeros(1, 1, 8, 8), torch.tensor([[4.0, 4.0]]), **kwargs)
+
+
+def test_lesion_contrast_rejects_mismatched_centres():
+    with pytest.raises(ValueError, match="centers"):
+        lesion_contrast(torch.zeros(2, 1, 8, 8), torch.tensor([[4.0, 4.0]]))
 
 
 def test_overconfident_sampler_on_the_two_component_testbed_is_miscalibrated():
