@@ -25,7 +25,6 @@ import json
 import platform
 import shutil
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,8 @@ from torch.nn import functional as F
 
 from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
 from bayesinv.priors.networks.denoiser import Denoiser, training_target
-from bayesinv.priors.networks.loop import LOSS_LOG_NAME, save_weights, sha256_file, train_loop
+from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, read_toml_config, save_weights, sha256_file,
+                                           train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
 from bayesinv.priors.schedules import Schedule, make_schedule
 
@@ -76,18 +76,7 @@ def phantom_batches(batch_size: int, image_size: int, *, lesion_prob: float = 0.
 
 def read_config(config: str | Path | dict) -> dict[str, Any]:
     """Read a prior config TOML (or pass a dict through), checking the sections it needs."""
-    if isinstance(config, dict):
-        cfg = config
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        with open(path, "rb") as handle:
-            cfg = tomllib.load(handle)
-    missing = [s for s in ("data", "schedule", "network", "training") if s not in cfg]
-    if missing:
-        raise ValueError(f"config is missing section(s) {missing}; see models/phantom32/config.toml")
-    return cfg
+    return read_toml_config(config, ("data", "schedule", "network", "training"), example="models/phantom32/config.toml")
 
 
 def build_schedule(cfg: dict) -> Schedule:
@@ -135,17 +124,8 @@ def train_from_config(config: str | Path, out_dir: str | Path | None = None, dev
     batches = phantom_batches(int(train["batch_size"]), int(data["image_size"]),
                               lesion_prob=float(data.get("lesion_prob", 0.5)),
                               data_seed=int(data.get("seed", 0)), family=data.get("family", "ellipses"))
-    if str(device).startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    result = train_loop(denoiser, diffusion_loss, batches, steps=int(max_steps or train["max_steps"]),
-                        lr=float(train.get("lr", 2e-4)), weight_decay=float(train.get("weight_decay", 0.0)),
-                        ema_decay=float(train.get("ema_decay", 0.999)), seed=int(train.get("seed", 0)),
-                        device=device, checkpoint_dir=out / "checkpoints",
-                        checkpoint_every=int(train.get("checkpoint_every", 1000)), resume=resume,
-                        max_minutes=max_minutes if max_minutes is not None else train.get("max_minutes"),
-                        grad_clip=train.get("grad_clip", 1.0), warmup_steps=int(train.get("warmup_steps", 0)),
-                        prefetch=int(train.get("prefetch", 2)), progress=progress)
+    result = train_from_table(denoiser, diffusion_loss, batches, train, device=device, checkpoint_dir=out / "checkpoints",
+                              resume=resume, max_steps=max_steps, max_minutes=max_minutes, progress=progress)
     weights = save_weights(result.ema.network, out / WEIGHTS_NAME,
                            {"name": cfg.get("name", out.name), "steps": result.steps})
     shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)

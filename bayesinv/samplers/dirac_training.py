@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,8 @@ from torch import nn
 
 from bayesinv.errors import ChecksumMismatch, WeightsError
 from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
-from bayesinv.priors.networks.loop import LOSS_LOG_NAME, load_weights, save_weights, sha256_file, train_loop
+from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, load_weights, read_toml_config, save_weights, sha256_file,
+                                           train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
 from bayesinv.priors.training import phantom_batches
 from bayesinv.samplers.dirac import DiracModel
@@ -77,18 +77,8 @@ def dirac_loss(network: nn.Module, x0: torch.Tensor, generator: torch.Generator,
 
 def read_config(config: str | Path | dict) -> dict[str, Any]:
     """Read a Dirac config TOML (or pass a dict through), checking its sections."""
-    if isinstance(config, dict):
-        cfg = config
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        with open(path, "rb") as handle:
-            cfg = tomllib.load(handle)
-    missing = [s for s in ("data", "degradation", "noise", "network", "training") if s not in cfg]
-    if missing:
-        raise ValueError(f"Dirac config is missing section(s) {missing}; see models/dirac-blur32/config.toml")
-    return cfg
+    return read_toml_config(config, ("data", "degradation", "noise", "network", "training"),
+                            example="models/dirac-blur32/config.toml")
 
 
 def build_model_parts(cfg: dict) -> tuple[DiracNetwork, Degradation, GeometricNoise]:
@@ -141,17 +131,8 @@ def train_from_config(config: str | Path | dict, out_dir: str | Path | None = No
     def loss_fn(model, x0, generator):
         return dirac_loss(model, x0, generator, degradation=degradation, noise=noise, lookahead=lookahead)
 
-    if str(device).startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    result = train_loop(network, loss_fn, batches, steps=int(max_steps or train["max_steps"]),
-                        lr=float(train.get("lr", 2e-4)), weight_decay=float(train.get("weight_decay", 0.0)),
-                        ema_decay=float(train.get("ema_decay", 0.999)), seed=int(train.get("seed", 0)),
-                        device=device, checkpoint_dir=out / "checkpoints",
-                        checkpoint_every=int(train.get("checkpoint_every", 1000)), resume=resume,
-                        max_minutes=max_minutes if max_minutes is not None else train.get("max_minutes"),
-                        grad_clip=train.get("grad_clip", 1.0), warmup_steps=int(train.get("warmup_steps", 0)),
-                        prefetch=int(train.get("prefetch", 2)), progress=progress)
+    result = train_from_table(network, loss_fn, batches, train, device=device, checkpoint_dir=out / "checkpoints",
+                              resume=resume, max_steps=max_steps, max_minutes=max_minutes, progress=progress)
     name = cfg.get("name", out.name)
     weights = save_weights(result.ema, out / WEIGHTS_NAME, {"name": name, "steps": result.steps})
     shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)

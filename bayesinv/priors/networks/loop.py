@@ -26,7 +26,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,7 +38,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["TrainResult", "train_loop", "ema_update", "save_checkpoint", "load_checkpoint", "save_weights",
+__all__ = ["TrainResult", "train_loop", "read_toml_config", "train_from_table", "ema_update", "save_checkpoint", "load_checkpoint", "save_weights",
            "load_weights", "sha256_file", "step_generator", "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -265,3 +266,43 @@ def train_loop(model: nn.Module, loss_fn: Callable, sample_batch: Callable[[int]
     checkpoint(step, wall)
     model.eval()
     return TrainResult(model, ema, step, losses, wall, stopped_by)
+
+
+def read_toml_config(config: str | Path | dict, sections: Sequence[str], *, example: str) -> dict[str, Any]:
+    """Read a training config TOML (or pass a dict through), checking that it has ``sections``.
+
+    ``example`` names a shipped config to point the user at in the error message.
+    """
+    if isinstance(config, dict):
+        cfg = config
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        with open(path, "rb") as handle:
+            cfg = tomllib.load(handle)
+    missing = [name for name in sections if name not in cfg]
+    if missing:
+        raise ValueError(f"config is missing section(s) {missing}; see {example}")
+    return cfg
+
+
+def train_from_table(model: nn.Module, loss_fn: Callable, sample_batch: Callable[[int], Any], train: Mapping[str, Any],
+                     *, device: str | torch.device, checkpoint_dir: str | Path, resume: bool,
+                     max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
+                     default_lr: float = 2e-4) -> TrainResult:
+    """:func:`train_loop` with its options read from a config's ``[training]`` table (one place for the keys).
+
+    ``max_steps``/``max_minutes`` override the table's; on CUDA, TF32 matrix products are allowed.
+    """
+    if str(device).startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return train_loop(model, loss_fn, sample_batch, steps=int(max_steps or train["max_steps"]),
+                      lr=float(train.get("lr", default_lr)), weight_decay=float(train.get("weight_decay", 0.0)),
+                      ema_decay=float(train.get("ema_decay", 0.999)), seed=int(train.get("seed", 0)),
+                      device=device, checkpoint_dir=checkpoint_dir,
+                      checkpoint_every=int(train.get("checkpoint_every", 1000)), resume=resume,
+                      max_minutes=max_minutes if max_minutes is not None else train.get("max_minutes"),
+                      grad_clip=train.get("grad_clip", 1.0), warmup_steps=int(train.get("warmup_steps", 0)),
+                      prefetch=int(train.get("prefetch", 2)), progress=progress)

@@ -20,7 +20,6 @@ import json
 import platform
 import shutil
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from torch.nn import functional as F
 
 from bayesinv.noise import as_real_view
 from bayesinv.operators.registry import make_operator
-from bayesinv.priors.networks.loop import LOSS_LOG_NAME, save_weights, train_loop
+from bayesinv.priors.networks.loop import LOSS_LOG_NAME, read_toml_config, save_weights, train_from_table
 from bayesinv.priors.training import phantom_batches, write_checksums
 from bayesinv.samplers.baselines._real import RealInput
 from bayesinv.samplers.baselines.nets import VAE, WEIGHTS_NAME, NeumannNetwork, build_network
@@ -41,22 +40,11 @@ INFO_NAME = "train_info.json"
 
 def read_config(config: str | Path | dict) -> dict[str, Any]:
     """Read a learned-baseline config TOML (or pass a dict through), checking its sections."""
-    if isinstance(config, dict):
-        cfg = config
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        with open(path, "rb") as handle:
-            cfg = tomllib.load(handle)
-    kind = cfg.get("kind")
+    cfg = read_toml_config(config, (), example="models/unrolled-mri4x32/config.toml")
     needed = {"unrolled": ("data", "operator", "noise", "network", "training"), "vae": ("data", "network", "training")}
-    if kind not in needed:
-        raise ValueError(f"config kind must be 'unrolled' or 'vae', got {kind!r}")
-    missing = [s for s in needed[kind] if s not in cfg]
-    if missing:
-        raise ValueError(f"config is missing section(s) {missing}; see models/unrolled-mri4x32/config.toml")
-    return cfg
+    if cfg.get("kind") not in needed:
+        raise ValueError(f"config kind must be 'unrolled' or 'vae', got {cfg.get('kind')!r}")
+    return read_toml_config(cfg, needed[cfg["kind"]], example="models/unrolled-mri4x32/config.toml")
 
 
 def training_operator(cfg: dict[str, Any]):
@@ -130,14 +118,8 @@ def train_from_config(config: str | Path, out_dir: str | Path | None = None, dev
     batches = phantom_batches(int(train["batch_size"]), int(data["image_size"]),
                               lesion_prob=float(data.get("lesion_prob", 0.5)), data_seed=int(data.get("seed", 0)),
                               family=data.get("family", "ellipses"))
-    result = train_loop(net, loss_fn, batches, steps=int(max_steps or train["max_steps"]),
-                        lr=float(train.get("lr", 1e-3)), weight_decay=float(train.get("weight_decay", 0.0)),
-                        ema_decay=float(train.get("ema_decay", 0.999)), seed=int(train.get("seed", 0)),
-                        device=device, checkpoint_dir=out / "checkpoints",
-                        checkpoint_every=int(train.get("checkpoint_every", 1000)), resume=resume,
-                        max_minutes=max_minutes if max_minutes is not None else train.get("max_minutes"),
-                        grad_clip=train.get("grad_clip", 1.0), warmup_steps=int(train.get("warmup_steps", 0)),
-                        prefetch=int(train.get("prefetch", 2)), progress=progress)
+    result = train_from_table(net, loss_fn, batches, train, device=device, checkpoint_dir=out / "checkpoints",
+                              resume=resume, max_steps=max_steps, max_minutes=max_minutes, progress=progress, default_lr=1e-3)
     weights = save_weights(result.ema, out / WEIGHTS_NAME, {"name": cfg.get("name", out.name), "steps": result.steps})
     shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)
     info = {"name": cfg.get("name", out.name), "kind": cfg["kind"], "steps": result.steps,
