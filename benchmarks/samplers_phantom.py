@@ -142,7 +142,7 @@ def main() -> None:
     prior = load_prior(args.prior)
     print(f"{args.prior}: {args.images} test image(s), {args.num_chains} chains, sigma_y = 0.05, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"| sampler | problem | steps | PSNR | SSIM | NFE | wall s/image | call | call s | overhead |")
+    print("| sampler | problem | steps | PSNR | SSIM | NFE | wall s/image | call | call s | overhead |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.samplers:
         for problem_name in args.problems:

@@ -8,10 +8,8 @@ user can fix the call without reading the source. CLI rows check the exit status
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
-import pyro.distributions as dist
 import pytest
 import torch
 
@@ -22,7 +20,7 @@ from bayesinv.errors import (ChecksumMismatch, DTypeError, NoDensityError, NonFi
 from bayesinv.operators import Blur, Inpaint, MatrixOperator, make_operator
 from bayesinv.posterior import Posterior
 from bayesinv.priors import GaussianPrior, ScorePrior, vp_linear
-from bayesinv.samplers import SAMPLERS, sample_ddrm, sample_dps
+from bayesinv.samplers import sample_ddrm, sample_dps
 from bayesinv.studies import StudySpecError, parse_study, run_sampler, run_study
 from bayesinv.studies.spec import load_study
 
@@ -83,6 +81,30 @@ def _write(tmp: Path, text: str) -> Path:
     path = tmp / "study.toml"
     path.write_text(text)
     return path
+
+
+def _model_copy(tmp: Path, damage: str) -> Path:
+    """A copy of the shipped phantom32 folder under ``tmp/models`` with one kind of damage."""
+    import shutil
+
+    from bayesinv.priors.hub import model_dir
+
+    root = tmp / "models"
+    folder = root / "phantom32"
+    shutil.copytree(model_dir("phantom32"), folder)
+    if damage == "flip a byte":
+        data = bytearray((folder / "weights.safetensors").read_bytes())
+        data[-1] ^= 0xFF
+        (folder / "weights.safetensors").write_bytes(bytes(data))
+    elif damage == "remove":
+        (folder / "SHA256SUMS").unlink()
+    return root
+
+
+def _load(root: Path):
+    from bayesinv.priors import load_prior
+
+    return load_prior("phantom32", root=root)
 
 
 def _cli(*args) -> tuple[int, str]:
@@ -161,6 +183,12 @@ ROWS = [
     ("posterior samples without a draws axis", lambda tmp: Posterior(torch.zeros(4)), ShapeError, r"samples"),
     ("loading a posterior that does not exist", lambda tmp: Posterior.load(tmp / "missing.safetensors"),
      FileNotFoundError, r"missing"),
+    ("model that does not exist", lambda tmp: _load(tmp), WeightsError, r"phantom32"),
+    ("weights with a flipped byte", lambda tmp: _load(_model_copy(tmp, "flip a byte")), ChecksumMismatch,
+     r"weights\.safetensors"),
+    ("model folder without checksums", lambda tmp: _load(_model_copy(tmp, "remove")), WeightsError, r"SHA256SUMS"),
+    ("density of a diffusion prior", lambda tmp: _load(_model_copy(tmp, "none")).log_prob(torch.zeros(1, 1, 32, 32)),
+     NoDensityError, r"log_prob|density"),
     # -- studies -----------------------------------------------------------------------------------------
     ("malformed study TOML", lambda tmp: load_study(_write(tmp, "name = \n[problem")), StudySpecError, r"TOML|toml"),
     ("study without an operator", lambda tmp: _parse(_study_text(operator=None)), StudySpecError,

@@ -29,7 +29,6 @@ from typing import NamedTuple
 import torch
 
 from bayesinv._validation import check_batch_shape
-from bayesinv.errors import DTypeError
 
 __all__ = ["Operator", "LinearOperator", "SVD", "inner", "conjugate_gradient"]
 
