@@ -10,7 +10,8 @@ For each sampler on the test split (functions from :mod:`bayesinv.diagnostics.ha
   (samples of one case share ``y``, so the pooled count is over-dispersed), KS distance to uniform, a KS
   p-value from one sample per case (independent) and the p-value histogram;
 * **z-maps**: fraction of pixels with ``|mean - truth| / std > 3`` against ``0.0027``;
-* **lesion insertion**: ``P(lesion at c | y)`` = fraction of samples whose local contrast at the case's
+* **lesion insertion**: ``P(lesion at c | y)`` = fraction of samples whose centre-surround contrast (disc
+  mean minus annulus median, :func:`~bayesinv.diagnostics.hallucination.lesion_contrast`) at the case's
   audit centre exceeds ``spec.lesion_threshold`` (point estimates get 0 or 1), then ROC AUC, ROC curve,
   false-lesion rate (lesion-free cases with ``P > 1/2``) and missed-lesion rate with Clopper–Pearson
   intervals, Brier score, ECE and reliability-diagram data. The same detector on the *true* images
