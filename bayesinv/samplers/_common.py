@@ -163,7 +163,9 @@ def inflated_gaussian_log_likelihood(problem: InverseProblem, y: torch.Tensor, x
                                      latents: Mapping[str, torch.Tensor], r2: float) -> torch.Tensor:
     """``log N(y; A x, sigma_y^2 I + r2 A A^H)`` per chain, diagonal in the operator's SVD basis.
 
-    Without an SVD the covariance is ``(sigma_y^2 + r2) I``. Needs Gaussian noise of known sigma.
+    Without an SVD the covariance is ``(sigma_y^2 + r2) I``. Needs Gaussian noise of known sigma. Real
+    measurements may have complex singular vectors (circulant blur: ``U = F^H diag(h / |h|)``): the quadratic
+    form is then ``sum_k |(U^H r)_k|^2 / var_k``, real and exact since ``U`` is unitary.
     """
     op = operator_at(problem, latents)
     sigma2 = problem.noise.sigma**2
@@ -178,7 +180,10 @@ def inflated_gaussian_log_likelihood(problem: InverseProblem, y: torch.Tensor, x
             var2 = var / 2 + sigma2 / 2
             terms = torch.view_as_real(coef) ** 2 / var2[:, None]
             return -0.5 * (terms.reshape(coef.shape[0], -1).sum(1) + 2 * torch.log(2 * math.pi * var2).sum())
-        return -0.5 * ((coef**2 / var).sum(1) + torch.log(2 * math.pi * var).sum())
+        # real y, possibly complex U (the Fourier basis of a circulant blur): Sigma = U diag(var) U^H is real and
+        # y^T Sigma^-1 y = sum_k |(U^H y)_k|^2 / var_k exactly, log det Sigma = sum_k log var_k
+        power = torch.view_as_real(coef).pow(2).sum(-1) if coef.is_complex() else coef**2
+        return -0.5 * ((power / var).sum(1) + torch.log(2 * math.pi * var).sum())
     var = sigma2 + r2
     count = torch.view_as_real(y).numel() if y.is_complex() else y.numel()
     return -squared_residual(y, op(x)) / (2 * var) - 0.5 * count * math.log(2 * math.pi * var)

@@ -200,3 +200,61 @@ def test_smc_reaches_the_noise_floor_and_improves_with_particles(num_measurement
     assert d1 > d4 - 0.25 * floor and d4 > d16 - 0.25 * floor and d1 > 1.5 * d16, distances
     prior_draws = problem.prior.sample_n(400, generator=torch.Generator().manual_seed(4))
     assert d16 < 0.5 * sw_ratio(prior_draws, exact)[0]
+
+
+def test_twist_with_complex_singular_vectors_of_a_real_blur(generator):
+    # regression: Blur's SVD is complex Fourier; the real-y branch squared complex coefficients (complex "grad")
+    from bayesinv.operators import Blur
+
+    op = Blur.gaussian((1, 4, 4), 0.8)
+    prior = GaussianPrior(torch.zeros(1, 4, 4, dtype=torch.float64), 0.5, schedule=vp_linear(50, 1e-3, 0.3))
+    problem = InverseProblem(op, Gaussian(0.2), prior)
+    y = torch.randn(1, 1, 4, 4, generator=generator, dtype=torch.float64)
+    x, t, v = torch.randn(3, 1, 4, 4, generator=generator, dtype=torch.float64), 20, 0.5
+    value, grad, _ = twist(problem, x, t, y, {}, v)
+    matrix = op.to_matrix()
+    gamma2 = float(prior.schedule.noise_level(t)) ** 2
+    cov = 0.04 * torch.eye(16, dtype=torch.float64) + v * gamma2 / (v + gamma2) * matrix @ matrix.T
+    xg = x.clone().requires_grad_(True)
+    dense = torch.distributions.MultivariateNormal(prior.denoise(xg, t).reshape(3, 16) @ matrix.T, cov)
+    dense_lp = dense.log_prob(y.reshape(1, 16))
+    (dense_grad,) = torch.autograd.grad(dense_lp.sum(), xg)
+    assert value.dtype == torch.float64 and torch.allclose(value, dense_lp.detach(), rtol=1e-10)
+    assert torch.allclose(grad, dense_grad, rtol=1e-8, atol=1e-12)
+
+
+def test_default_twist_variance_for_a_prior_without_variance(generator):
+    # regression: a network prior's `variance` raises NotImplementedError (torch Distribution); default v = 1
+    from bayesinv.operators import Identity
+    from tests.samplers.helpers import TinyNetworkPrior
+
+    prior = TinyNetworkPrior(3, generator)
+    problem = InverseProblem(Identity((3,)), Gaussian(0.3), prior)
+    post = sample_smc(problem, torch.zeros(1, 3, dtype=torch.float64), num_samples=2, num_particles=4, steps=5,
+                      generator=torch.Generator().manual_seed(0), progress=False)
+    assert post.settings["twist_variance"] == 1.0 and post.samples.shape == (2, 1, 3)
+
+
+def test_trust_region_caps_the_shift_and_keeps_the_weights_exact(generator):
+    problem, y = gaussian_problem(generator, d=3, m=2, sigma=0.3, schedule=vp_linear(50, 1e-3, 0.3))
+    rows, n, t, s, v = 1, 4, 30, 25, 0.7
+    x = torch.randn(rows * n, 3, generator=generator, dtype=torch.float64)
+    log_twist, grad, x0_hat = twist(problem, x, t, y, {}, v)
+    grad = grad * torch.tensor([1e4, 1e4, 1e-6, 1e-6], dtype=torch.float64)[:, None]  # two huge, two tiny shifts
+    state = SMCState(x, t, torch.full((rows, n), -math.log(n), dtype=torch.float64), log_twist.reshape(rows, n),
+                     grad, x0_hat)
+    noise = torch.randn(rows * n, 3, generator=generator, dtype=torch.float64)
+    new, log_incr = smc_step(state, s, problem=problem, y=y, latents={}, variance=v, noise=noise, max_shift=0.5)
+    coef = C.ancestral_coefficients(problem.prior.schedule, t, s)
+    mean = coef.coef_xt * x + coef.coef_x0 * x0_hat
+    shift = new.x - mean - math.sqrt(coef.variance) * noise
+    rms = shift.pow(2).mean(1).sqrt()
+    assert torch.allclose(rms[:2], torch.full((2,), 0.5 * math.sqrt(coef.variance), dtype=torch.float64))
+    assert torch.allclose(shift[2:], coef.variance * grad[2:], rtol=1e-12)  # small shifts are left alone
+    unit = shift[:2] / shift[:2].norm(dim=1, keepdim=True)
+    assert torch.allclose(unit, grad[:2] / grad[:2].norm(dim=1, keepdim=True))
+    normal = torch.distributions.Normal  # the weight uses the capped proposal actually drawn from
+    sd = math.sqrt(coef.variance)
+    expected = (normal(mean, sd).log_prob(new.x).sum(1) - normal(mean + shift, sd).log_prob(new.x).sum(1)
+                + twist(problem, new.x, s, y, {}, v)[0] - log_twist).reshape(rows, n)
+    assert torch.allclose(log_incr, expected, rtol=1e-9, atol=1e-10)
