@@ -38,7 +38,7 @@ Example (``calibration/phantom32-deblur/study.toml``)::
     alpha = 0.1                    # conformal: miscoverage risk level (main level = 1 - alpha)
     delta = 0.1                    # conformal: 1 - confidence
     audit = true                   # hallucination audit (null space, chi^2, z-maps, lesions, OOD)
-    lesion_threshold = 0.12        # |local contrast| above which a sample "shows a lesion"
+    lesion_threshold = 0.13        # |disc - ring| contrast above which a sample "shows a lesion" (see benchmarks/lesion_detector.py)
 
 Every missing or malformed entry raises :class:`StudySpecError` naming the key.
 """
@@ -102,7 +102,7 @@ class StudySpec:
     alpha: float = 0.1
     delta: float = 0.1
     audit: bool = True
-    lesion_threshold: float = 0.12
+    lesion_threshold: float = 0.13
     path: Path | None = None
 
     @property
@@ -172,7 +172,7 @@ def parse_study(data: dict, path: Path | None = None) -> StudySpec:
         alpha=_get(diag, "alpha", float, "diagnostics.", default=0.1),
         delta=_get(diag, "delta", float, "diagnostics.", default=0.1),
         audit=_get(diag, "audit", bool, "diagnostics.", default=True),
-        lesion_threshold=_get(diag, "lesion_threshold", float, "diagnostics.", default=0.12),
+        lesion_threshold=_get(diag, "lesion_threshold", float, "diagnostics.", default=0.13),
         path=path,
     )
     if spec.num_calibration < 2 or spec.num_test < 2:

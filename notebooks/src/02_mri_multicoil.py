@@ -50,8 +50,10 @@ results = {
     "TV": tv(problem, y),
     "DPS": sample_dps(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 100,
                       generator=torch.Generator().manual_seed(1), progress=False),
-    "score-SDE": sample_score_sde(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 100,
-                                  generator=torch.Generator().manual_seed(2), progress=False),
+    # noisy data: a soft consistency step (lambda = 0.3) and no final hard projection, which for an
+    # injective A would return A^+ y itself
+    "score-SDE": sample_score_sde(problem, y, num_samples=NUM_SAMPLES, steps=20 if SMALL else 100, dc_weight=0.3,
+                                  final_projection=False, generator=torch.Generator().manual_seed(2), progress=False),
 }
 reference = truth[0, 0].numpy()
 for name, post in results.items():
@@ -79,6 +81,7 @@ fig.tight_layout()
 
 # %% [markdown]
 # Score-SDE's data-consistency step uses the pseudo-inverse, so it inherits `A^+`'s noise amplification
-# where the operator is ill-conditioned (try `acceleration=4` above); DPS only needs gradients.
+# where the operator is ill-conditioned (try `acceleration=4` above), and with its final hard projection it
+# returns `A^+ y` for an injective operator; DPS only needs gradients.
 # The diffusion samplers also give a per-pixel spread; the baselines only a point. Whether that spread is
 # *calibrated* is the subject of notebook 03.
