@@ -38,7 +38,7 @@ Example (``calibration/phantom32-deblur/study.toml``)::
     alpha = 0.1                    # conformal: miscoverage risk level (main level = 1 - alpha)
     delta = 0.1                    # conformal: 1 - confidence
     audit = true                   # hallucination audit (null space, chi^2, z-maps, lesions, OOD)
-    lesion_threshold = 0.13        # |disc - ring| contrast above which a sample "shows a lesion" (see benchmarks/lesion_detector.py)
+    lesion_threshold = 0.13        # |disc - ring| contrast above which a sample "shows a lesion"
 
 Every missing or malformed entry raises :class:`StudySpecError` naming the key.
 """
