@@ -202,8 +202,7 @@ def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_sa
 
     def draw(start, n):
         chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
-        t_top = schedule.num_steps - 1
-        x = C.initial_noise(schedule, (n, *shape), generator, y) / float(schedule.alpha[t_top])
+        x = gammas[0] * C.randn((n, *shape), generator, y)  # the data-scale marginal at gamma_1 is ~ N(., gamma_1^2)
         with C.progress_bar(steps * steps_per_level, progress, name) as bar:
             for level, (t, gamma) in enumerate(zip(ts, gammas, strict=True)):
                 delta = torch.full((n,), step_size * gamma**2 / gammas[-1] ** 2, dtype=x.dtype, device=x.device)

@@ -13,7 +13,7 @@ from scipy import integrate
 from bayesinv import Gaussian, InverseProblem
 from bayesinv.errors import NoDensityError
 from bayesinv.operators import Identity
-from bayesinv.priors import GaussianPrior, exact_posterior
+from bayesinv.priors import GaussianPrior, exact_posterior, vp_linear
 from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
 from tests.samplers.helpers import TinyNetworkPrior, flat_problem, gaussian_problem, mixture_bed, sw_ratio
 
@@ -132,3 +132,19 @@ def test_annealed_langevin_beats_the_prior_on_the_mixture_testbed(num_measuremen
     d_prior, _, _ = sw_ratio(prior_draws, bed.posterior)
     assert d_ald < margin * d_prior, (d_ald, d_prior, floor)
     assert np.isfinite(d_ald)
+
+
+def test_annealed_langevin_starts_at_the_first_noise_level():
+    # regression: chains started from N(0, 1/alpha_T^2) (the schedule's top) whatever noise_levels said
+    from bayesinv.operators import Identity
+
+    schedule = vp_linear(50, 1e-3, 0.3)
+    prior = GaussianPrior(torch.zeros(2, dtype=torch.float64), 1.0, schedule=schedule)
+    problem = InverseProblem(Identity((2,)), Gaussian(1e3), prior)
+    post = sample_annealed_langevin(problem, torch.zeros(1, 2, dtype=torch.float64), num_samples=4000, steps=1,
+                                    steps_per_level=1, step_size=1e-12, noise_levels=(0.5, 0.5),
+                                    generator=torch.Generator().manual_seed(0), progress=False)
+    gamma = post.settings["noise_levels"][0]  # 0.5 snapped to the nearest timestep
+    assert abs(gamma - 0.5) < 0.05
+    z = (post.samples[:, 0].var(0) / gamma**2 - 1) / math.sqrt(2 / 3999)  # chi-squared variance test
+    assert float(z.abs().max()) < 4.5 and float(post.samples.mean().abs()) < 4.5 * gamma / math.sqrt(8000)
