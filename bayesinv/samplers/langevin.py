@@ -178,9 +178,14 @@ def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_sa
     """Annealed Langevin dynamics on the posterior (Song & Ermon 2019; Jalal et al. 2021; module docstring).
 
     ``steps`` is the number of noise levels ``L``, geometric between ``noise_levels = (max, min)``
-    (default: the schedule's extremes), each mapped to the nearest timestep. ``likelihood_inflation``:
-    ``"jalal"`` (``sigma_y^2 + gamma^2``, the paper), ``"operator"`` (``sigma_y^2 I + gamma^2 A A^H``, diagonal
-    in the operator's SVD basis) or ``"none"``. Returns independent chains ``(num_samples, 1, *event_shape)``;
+    (default: the schedule's extremes), each mapped to the nearest timestep; chains start at
+    ``gamma_1 z``. For a VP schedule the top data-scale level ``sigma_T / alpha_T`` is ~160 (DDPM linear),
+    far above Song & Ermon's rule ``gamma_1 ~`` the largest distance between training images (~10-20 for
+    32x32 images in [0, 1]): with few steps per level the chains then never equilibrate and end off the data
+    manifold; pass e.g. ``noise_levels=(20, 0.01)`` (``benchmarks/smc_langevin_phantom32.py``).
+    ``likelihood_inflation``: ``"jalal"`` (``sigma_y^2 + gamma^2``, the paper), ``"operator"``
+    (``sigma_y^2 I + gamma^2 A A^H``, diagonal in the operator's SVD basis) or ``"none"``.
+    Returns independent chains ``(num_samples, 1, *event_shape)``;
     ``nfe = steps * steps_per_level``.
     """
     name = "annealed_langevin"
