@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import contextmanager
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -302,6 +303,9 @@ def draw_in_chunks(num_samples: int, batch_size: int | None,
 
     ``draw`` returns ``(samples, extras)`` with ``samples: (n, ...)``; the per-chunk extras are returned
     as a list.
+
+    Ctrl-C (``KeyboardInterrupt``) during a chunk after the first returns the chains of the finished chunks
+    with a warning saying how many, so a long run keeps what it sampled; during the first it propagates.
     """
     size = num_samples if batch_size is None else int(batch_size)
     if size < 1:
@@ -309,7 +313,14 @@ def draw_in_chunks(num_samples: int, batch_size: int | None,
     outs, extras = [], []
     for start in range(0, num_samples, size):
         n = min(size, num_samples - start)
-        samples, info = draw(start, n)
+        try:
+            samples, info = draw(start, n)
+        except KeyboardInterrupt:
+            if not outs:
+                raise
+            warnings.warn(f"interrupted: returning the {start} of {num_samples} chains that finished "
+                          f"(chunks of {size})", RuntimeWarning, stacklevel=3)
+            break
         outs.append(samples.detach())
         extras.append(info)
     return torch.cat(outs, 0), extras

@@ -168,3 +168,17 @@ def test_every_sampler_records_metadata_and_is_reproducible(name):
     assert post.samples.shape[0] == 3 and post.samples.shape[2:] == (2,)
     assert post.sampler and post.seed == 5 and post.nfe > 0 and post.wall_time > 0
     assert post.problem["noise"].startswith("Gaussian") and seen and seen[0] == 0
+
+
+def test_ctrl_c_keeps_the_finished_chunks_of_a_sampler():
+    """Interrupting a batched sampler returns the chains of the chunks that finished, with a warning."""
+    def draw(start, n):
+        if start >= 4:
+            raise KeyboardInterrupt
+        return torch.full((n, 2), float(start)), {"start": start}
+
+    with pytest.warns(RuntimeWarning, match="returning the 4 of 10 chains"):
+        samples, extras = C.draw_in_chunks(10, 2, draw)
+    assert samples[:, 0].tolist() == [0.0, 0.0, 2.0, 2.0] and [e["start"] for e in extras] == [0, 2]
+    with pytest.raises(KeyboardInterrupt):
+        C.draw_in_chunks(10, 20, lambda start, n: (_ for _ in ()).throw(KeyboardInterrupt()))

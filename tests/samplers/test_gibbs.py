@@ -96,3 +96,4 @@ def test_gibbs_errors_name_the_problem():
     fixed = InverseProblem(problem.operator, Gaussian(0.5), problem.prior)
     with pytest.raises(ValueError, match="needs a problem with latents"):
         sample_gibbs(fixed, y, num_samples=2, generator=torch.Generator(), progress=False)
+
