@@ -80,8 +80,8 @@ hallucination audit, example cases).</p>
 {% for study in studies %}
 <h2>{{ study.title }}</h2>
 <p>Full report: <a href="{{ study.link }}">{{ study.link }}</a></p>
-<table><tr><th>sampler</th><th>verdict</th></tr>
-{% for row in study.verdicts %}<tr><td>{{ row[0] }}</td><td>{{ row[1] }}</td></tr>{% endfor %}
+<table><tr><th>sampler</th><th>calibration</th><th>hallucination audit</th></tr>
+{% for row in study.verdicts %}<tr><td>{{ row[0] }}</td><td>{{ row[1] }}</td><td>{{ row[2] }}</td></tr>{% endfor %}
 </table>
 {% endfor %}
 </body></html>
@@ -116,17 +116,12 @@ def min_norm_figure(seed: int = 0) -> bytes:
     return to_png(fig)
 
 
-def _verdicts(report_json: Path) -> list[tuple[str, str]]:
-    """``(sampler, verdict sentence)`` rows read from a rendered study's ``report.json``."""
+def _verdicts(report_json: Path) -> list[tuple[str, str, str]]:
+    """``(sampler, calibration verdict, audit verdict)`` rows read from a rendered study's ``report.json``."""
     data = json.loads(report_json.read_text())
-    rows = []
-    for label, entry in data.get("samplers", {}).items():
-        parts = [entry.get("verdict", "")]
-        audit = (data.get("hallucination") or {}).get(label) or {}
-        if audit.get("verdict"):
-            parts.append(audit["verdict"])
-        rows.append((label, " ".join(p for p in parts if p)))
-    return rows
+    audits = data.get("hallucination") or {}
+    return [(label, entry.get("verdict", ""), (audits.get(label) or {}).get("verdict", "–"))
+            for label, entry in data.get("samplers", {}).items()]
 
 
 def run_demo(out: str | os.PathLike = "demo-output", *, seed: int = 0, size: str = "small",

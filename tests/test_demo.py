@@ -39,6 +39,7 @@ def test_tiny_demo_writes_an_index_with_both_studies(tmp_path):
         assert (tmp_path / "demo" / label / "report.html").exists()
     for sampler in ("ddrm", "dirac", "tv", "unrolled"):
         assert f"<td>{sampler}</td>" in html
+    assert "<th>hallucination audit</th>" in html
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert images and all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for data in images)
     # resumable: a second call recomputes nothing and gives the same page
