@@ -14,7 +14,7 @@ import torch
 
 from bayesinv.operators.base import SVD
 
-__all__ = ["complex_dtype", "to_complex", "fft2", "ifft2", "mirror_frequencies", "spectral_svd", "svd_pinv",
+__all__ = ["permuted_layout", "complex_dtype", "to_complex", "fft2", "ifft2", "mirror_frequencies", "spectral_svd", "svd_pinv",
            "rank_tolerance"]
 
 
@@ -55,6 +55,20 @@ def rank_tolerance(singulars: torch.Tensor, size: int) -> float:
     if singulars.numel() == 0:
         return 0.0
     return float(singulars.max()) * size * torch.finfo(torch.float64).eps
+
+
+def permuted_layout(perm: torch.Tensor, in_shape: Sequence[int]) -> tuple[Callable, Callable]:
+    """``(Ut, U)`` for measurements laid out like the image (zeros where unobserved): ``Ut`` reads the
+    observed entries in ``perm`` order (the first ``m`` spectral coefficients), ``U`` scatters them back."""
+    inv_perm = torch.argsort(perm)
+
+    def Ut(y):
+        return y.reshape(y.shape[0], -1)[:, perm.to(y.device)]
+
+    def U(c):
+        return c[:, inv_perm.to(c.device)].reshape(c.shape[0], *in_shape)
+
+    return Ut, U
 
 
 def spectral_svd(*, singulars: torch.Tensor, perm: torch.Tensor, in_shape: Sequence[int],

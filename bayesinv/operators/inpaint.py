@@ -25,7 +25,7 @@ import torch
 
 from bayesinv._validation import check_choice, check_image_shape, check_mask
 from bayesinv.errors import ShapeError
-from bayesinv.operators._spectral import spectral_svd
+from bayesinv.operators._spectral import permuted_layout, spectral_svd
 from bayesinv.operators.base import SVD, LinearOperator
 
 __all__ = ["Inpaint", "random_mask", "box_mask"]
@@ -121,16 +121,7 @@ class Inpaint(LinearOperator):
         def identity(v):
             return v
 
-        if self.output == "image":
-            inv_perm = torch.argsort(perm)
-
-            def Ut(y):
-                return y.reshape(y.shape[0], -1)[:, perm.to(y.device)]
-
-            def U(c):
-                return c[:, inv_perm.to(c.device)].reshape(c.shape[0], *self.in_shape)
-        else:
-            Ut = U = identity
+        Ut, U = permuted_layout(perm, self.in_shape) if self.output == "image" else (identity, identity)
         return spectral_svd(singulars=torch.ones(m, dtype=torch.float64), perm=perm, in_shape=self.in_shape,
                             transform=identity, inverse=identity, Ut=Ut, U=U)
 

@@ -39,7 +39,7 @@ import torch
 from bayesinv._validation import (check_choice, check_finite, check_image_shape, check_mask, check_positive,
                                   check_tensor)
 from bayesinv.errors import DTypeError, ShapeError
-from bayesinv.operators._spectral import complex_dtype, fft2, ifft2, mirror_frequencies, spectral_svd
+from bayesinv.operators._spectral import complex_dtype, fft2, ifft2, mirror_frequencies, permuted_layout, spectral_svd
 from bayesinv.operators.base import SVD, LinearOperator, conjugate_gradient
 
 __all__ = ["MaskedFourier", "MRI", "MultiCoilMRI", "cartesian_mask", "simulate_coil_maps"]
@@ -92,20 +92,7 @@ class MaskedFourier(LinearOperator):
     def svd(self) -> SVD:
         perm = self._perm
         m = int(self._sampled.numel())
-        if self.output == "kspace":
-            inv_perm = torch.argsort(perm)
-
-            def Ut(y):
-                return y.reshape(y.shape[0], -1)[:, perm.to(y.device)]
-
-            def U(c):
-                return c[:, inv_perm.to(c.device)].reshape(c.shape[0], *self.in_shape)
-        else:
-            def Ut(y):
-                return y
-
-            def U(c):
-                return c
+        Ut, U = permuted_layout(perm, self.in_shape) if self.output == "kspace" else (_identity, _identity)
 
         return spectral_svd(singulars=torch.ones(m, dtype=torch.float64), perm=perm, in_shape=self.in_shape,
                             transform=lambda x: fft2(x, centred=True), inverse=lambda k: ifft2(k, centred=True),
@@ -286,3 +273,7 @@ class MultiCoilMRI(LinearOperator):
     def __repr__(self) -> str:
         return (f"MultiCoilMRI(in_shape={self.in_shape}, coils={self.num_coils}, "
                 f"sampled={int(self.mask.sum())}/{self.mask.numel()})")
+
+
+def _identity(v: torch.Tensor) -> torch.Tensor:
+    return v

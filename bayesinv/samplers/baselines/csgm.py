@@ -16,13 +16,12 @@ import math
 
 import torch
 
-from bayesinv.errors import ShapeError
 from bayesinv.noise import as_real_view
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers._common import progress_bar
 from bayesinv.samplers.baselines._shared import check_iterate, point_posterior, prepare
-from bayesinv.samplers.baselines.nets import load_model
+from bayesinv.samplers.baselines.nets import load_for_operator
 
 __all__ = ["csgm"]
 
@@ -52,13 +51,7 @@ def csgm(problem: InverseProblem, y: torch.Tensor, *, model: str = "csgm-vae32",
         raise ValueError(f"csgm: weight must be a non-negative finite number or None, got {weight!r}")
     setup = prepare("csgm", problem, y, linear=False, need_sigma=weight is None, generator=generator, latents=latents)
     op, y = setup.operator, setup.y
-    net, cfg = load_model(model)
-    if cfg.get("kind") != "vae":
-        raise ValueError(f"csgm: model {model!r} is a {cfg.get('kind')!r} model, not a 'vae'")
-    size = int(cfg["data"]["image_size"])
-    if tuple(op.in_shape) != (1, size, size):
-        raise ShapeError(f"csgm: model {model!r} generates (1, {size}, {size}) images, the operator's in_shape "
-                         f"is {op.in_shape}")
+    net, cfg = load_for_operator("csgm", model, "vae", op.in_shape)
     lam = setup.sigma**2 if weight is None else float(weight)
     dtype = next(net.parameters()).dtype
     z = torch.randn((restarts, net.latent_dim), generator=setup.generator, dtype=dtype).requires_grad_(True)

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bayesinv.errors import ChecksumMismatch, WeightsError
+from bayesinv.errors import ChecksumMismatch, ShapeError, WeightsError
 
-__all__ = ["ConvRegulariser", "NeumannNetwork", "VAE", "build_network", "load_model", "models_dir",
+__all__ = ["ConvRegulariser", "NeumannNetwork", "VAE", "build_network", "load_model", "load_for_operator", "models_dir",
            "verify_checksums", "WEIGHTS_NAME", "CHECKSUMS_NAME"]
 
 WEIGHTS_NAME = "weights.safetensors"
@@ -179,3 +179,15 @@ def load_model(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict[str, An
     folder = _resolve(name_or_path)
     verify_checksums(folder)
     return _load_cached(str(folder.resolve()), (folder / CHECKSUMS_NAME).read_text())
+
+
+def load_for_operator(who: str, name: str, kind: str, in_shape) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_model`, checking that the model is of ``kind`` and works on images of ``in_shape``."""
+    net, cfg = load_model(name)
+    if cfg.get("kind") != kind:
+        raise ValueError(f"{who}: model {name!r} is a {cfg.get('kind')!r} model, not {kind!r}")
+    size = int(cfg["data"]["image_size"])
+    if tuple(in_shape) != (1, size, size):
+        raise ShapeError(f"{who}: model {name!r} works on (1, {size}, {size}) images, the operator's in_shape "
+                         f"is {tuple(in_shape)}")
+    return net, cfg

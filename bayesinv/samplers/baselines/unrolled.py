@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from bayesinv.errors import ShapeError
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers.baselines._real import RealInput
 from bayesinv.samplers.baselines._shared import point_posterior, prepare
-from bayesinv.samplers.baselines.nets import load_model
+from bayesinv.samplers.baselines.nets import load_for_operator
 
 __all__ = ["unrolled", "default_unrolled_model", "operator_matches"]
 
@@ -66,13 +65,7 @@ def unrolled(problem: InverseProblem, y: torch.Tensor, *, model: str | None = No
     setup = prepare("unrolled", problem, y, real=True, latents=latents)
     op = setup.operator
     name = model if model is not None else default_unrolled_model(op)
-    net, cfg = load_model(name)
-    if cfg.get("kind") != "unrolled":
-        raise ValueError(f"unrolled: model {name!r} is a {cfg.get('kind')!r} model, not 'unrolled'")
-    size = int(cfg["data"]["image_size"])
-    if tuple(op.in_shape) != (1, size, size):
-        raise ShapeError(f"unrolled: model {name!r} reconstructs (1, {size}, {size}) images, the operator's in_shape "
-                         f"is {op.in_shape}")
+    net, cfg = load_for_operator("unrolled", name, "unrolled", op.in_shape)
     real_dtype = next(net.parameters()).dtype  # the network's precision (float32)
     y_net = setup.y.to(torch.complex64 if real_dtype == torch.float32 else torch.complex128) if setup.y.is_complex() \
         else setup.y.to(real_dtype)
