@@ -9,6 +9,7 @@ raises :class:`~bayesinv.studies.spec.StudySpecError` saying so.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def run_tasks(spec: StudySpec, results: Path, tasks: Sequence[tuple[str, str, in
         for task in tasks:
             finished(task, run_task(spec, results, *task, problem=problem))
     elif backend == "local":
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: forking a process whose torch/JAX thread pools are running can deadlock the child
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_task, spec, results, *task): task for task in tasks}
             for future in as_completed(futures):
                 finished(futures[future], future.result())

@@ -118,8 +118,7 @@ def test_ray_backend_gives_identical_results(tmp_path, tiny_problem, monkeypatch
 def test_process_backend_gives_identical_results(tmp_path, tiny_problem, monkeypatch):
     spec = tiny_spec(tmp_path)
     serial = run_study(spec, tmp_path / "serial", problem=tiny_problem, progress=False)
-    monkeypatch.setitem(runner._PROBLEMS, repr(spec), tiny_problem)  # inherited by forked workers
-    parallel = run_study(spec, tmp_path / "parallel", workers=2, progress=False)
+    parallel = run_study(spec, tmp_path / "parallel", workers=2, progress=False)  # spawned workers rebuild the problem
     a, b = _samples(serial, spec), _samples(parallel, spec)
     assert all(torch.equal(a[t], b[t]) for t in a)
 
