@@ -90,7 +90,7 @@ def test_simulation_based_calibration_is_uniform():
     thinned NUTS draws are uniform. The replications are sampled in one call as a block-diagonal
     200-D problem (the posterior factorises, so every block is an independent replication)."""
     gen = torch.Generator().manual_seed(2024)
-    reps, d = 100, 2
+    reps = 100
     prior2 = GaussianPrior(torch.tensor([0.5, -0.5]), torch.tensor([[1.0, 0.6], [0.6, 1.0]]))
     a2 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
     prior = GaussianPrior(prior2.mean_vector.repeat(reps), torch.block_diag(*[prior2.covariance_matrix] * reps))
