@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
 from bayesinv.priors.networks.denoiser import Denoiser, training_target
-from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, read_toml_config, save_weights, sha256_file,
-                                           train_from_table)
+from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, output_folder, read_toml_config, save_weights,
+                                           sha256_file, train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
 from bayesinv.priors.schedules import Schedule, make_schedule
 
@@ -114,18 +114,16 @@ def train_from_config(config: str | Path, out_dir: str | Path | None = None, dev
     if target != "prior":
         raise ValueError(f"bayesinv.priors.training trains target 'prior', got {target!r}")
     cfg = read_config(config)
-    out = Path(out_dir) if out_dir is not None else Path(config).parent
-    out.mkdir(parents=True, exist_ok=True)
-    if Path(config).resolve() != (out / "config.toml").resolve():
-        shutil.copyfile(config, out / "config.toml")
+    out = output_folder(config, out_dir, cfg)
     data, train = cfg["data"], cfg["training"]
     schedule = build_schedule(cfg)
     denoiser = Denoiser(build_network(cfg), schedule, cfg["network"].get("parametrisation", "eps"))
     batches = phantom_batches(int(train["batch_size"]), int(data["image_size"]),
                               lesion_prob=float(data.get("lesion_prob", 0.5)),
                               data_seed=int(data.get("seed", 0)), family=data.get("family", "ellipses"))
-    result = train_from_table(denoiser, diffusion_loss, batches, train, device=device, checkpoint_dir=out / "checkpoints",
-                              resume=resume, max_steps=max_steps, max_minutes=max_minutes, progress=progress)
+    result = train_from_table(denoiser, diffusion_loss, batches, train, device=device,
+                              checkpoint_dir=out / "checkpoints", resume=resume, max_steps=max_steps,
+                              max_minutes=max_minutes, progress=progress)
     weights = save_weights(result.ema.network, out / WEIGHTS_NAME,
                            {"name": cfg.get("name", out.name), "steps": result.steps})
     shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)

@@ -34,8 +34,8 @@ from torch import nn
 
 from bayesinv.errors import ChecksumMismatch, WeightsError
 from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
-from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, load_weights, read_toml_config, save_weights, sha256_file,
-                                           train_from_table)
+from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, load_weights, output_folder, read_toml_config,
+                                           save_weights, sha256_file, train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
 from bayesinv.priors.training import phantom_batches
 from bayesinv.samplers.dirac import DiracModel
@@ -107,16 +107,7 @@ def train_from_config(config: str | Path | dict, out_dir: str | Path | None = No
     if target != "dirac":
         raise ValueError(f"bayesinv.samplers.dirac_training trains target 'dirac', got {target!r}")
     cfg = read_config(config)
-    if out_dir is None and isinstance(config, dict):
-        raise ValueError("out_dir is needed when the config is given as a dict")
-    out = Path(out_dir) if out_dir is not None else Path(config).parent
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(config, dict):
-        import tomli_w
-
-        (out / "config.toml").write_text(tomli_w.dumps(cfg))
-    elif Path(config).resolve() != (out / "config.toml").resolve():
-        shutil.copyfile(config, out / "config.toml")
+    out = output_folder(config, out_dir, cfg)
     data, train = cfg["data"], cfg["training"]
     with torch.random.fork_rng(devices=[]):  # the initial weights are a function of the seed; global state untouched
         torch.manual_seed(int(train.get("seed", 0)))
@@ -131,8 +122,9 @@ def train_from_config(config: str | Path | dict, out_dir: str | Path | None = No
     def loss_fn(model, x0, generator):
         return dirac_loss(model, x0, generator, degradation=degradation, noise=noise, lookahead=lookahead)
 
-    result = train_from_table(network, loss_fn, batches, train, device=device, checkpoint_dir=out / "checkpoints",
-                              resume=resume, max_steps=max_steps, max_minutes=max_minutes, progress=progress)
+    result = train_from_table(network, loss_fn, batches, train, device=device,
+                              checkpoint_dir=out / "checkpoints", resume=resume, max_steps=max_steps,
+                              max_minutes=max_minutes, progress=progress)
     name = cfg.get("name", out.name)
     weights = save_weights(result.ema, out / WEIGHTS_NAME, {"name": name, "steps": result.steps})
     shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)

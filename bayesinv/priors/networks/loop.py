@@ -25,6 +25,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -38,8 +39,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["TrainResult", "train_loop", "read_toml_config", "train_from_table", "ema_update", "save_checkpoint", "load_checkpoint", "save_weights",
-           "load_weights", "sha256_file", "step_generator", "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
+__all__ = ["TrainResult", "train_loop", "read_toml_config", "train_from_table", "output_folder", "ema_update",
+           "save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "sha256_file", "step_generator",
+           "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOSS_LOG_NAME = "loss.csv"
@@ -306,3 +308,18 @@ def train_from_table(model: nn.Module, loss_fn: Callable, sample_batch: Callable
                       max_minutes=max_minutes if max_minutes is not None else train.get("max_minutes"),
                       grad_clip=train.get("grad_clip", 1.0), warmup_steps=int(train.get("warmup_steps", 0)),
                       prefetch=int(train.get("prefetch", 2)), progress=progress)
+
+
+def output_folder(config: str | Path | dict, out_dir: str | Path | None, cfg: Mapping[str, Any]) -> Path:
+    """The training run's folder (default: the config file's), created, with the config written into it."""
+    if out_dir is None and isinstance(config, dict):
+        raise ValueError("out_dir is needed when the config is given as a dict")
+    out = Path(out_dir) if out_dir is not None else Path(config).parent
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, dict):
+        import tomli_w
+
+        (out / "config.toml").write_text(tomli_w.dumps(dict(cfg)))
+    elif Path(config).resolve() != (out / "config.toml").resolve():
+        shutil.copyfile(config, out / "config.toml")
+    return out

@@ -28,7 +28,8 @@ from torch.nn import functional as F
 
 from bayesinv.noise import as_real_view
 from bayesinv.operators.registry import make_operator
-from bayesinv.priors.networks.loop import LOSS_LOG_NAME, read_toml_config, save_weights, train_from_table
+from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, output_folder, read_toml_config, save_weights,
+                                           train_from_table)
 from bayesinv.priors.training import phantom_batches, write_checksums
 from bayesinv.samplers.baselines._real import RealInput
 from bayesinv.samplers.baselines.nets import VAE, WEIGHTS_NAME, NeumannNetwork, build_network
@@ -104,10 +105,7 @@ def train_from_config(config: str | Path, out_dir: str | Path | None = None, dev
     if target is not None and expected.get(target) != cfg["kind"]:
         raise ValueError(f"target {target!r} trains kind {expected.get(target)!r}, but the config's kind is "
                          f"{cfg['kind']!r}")
-    out = Path(out_dir) if out_dir is not None else Path(config).parent
-    out.mkdir(parents=True, exist_ok=True)
-    if Path(config).resolve() != (out / "config.toml").resolve():
-        shutil.copyfile(config, out / "config.toml")
+    out = output_folder(config, out_dir, cfg)
     data, train = cfg["data"], cfg["training"]
     net = build_network(cfg)
     if cfg["kind"] == "unrolled":
@@ -118,8 +116,9 @@ def train_from_config(config: str | Path, out_dir: str | Path | None = None, dev
     batches = phantom_batches(int(train["batch_size"]), int(data["image_size"]),
                               lesion_prob=float(data.get("lesion_prob", 0.5)), data_seed=int(data.get("seed", 0)),
                               family=data.get("family", "ellipses"))
-    result = train_from_table(net, loss_fn, batches, train, device=device, checkpoint_dir=out / "checkpoints",
-                              resume=resume, max_steps=max_steps, max_minutes=max_minutes, progress=progress, default_lr=1e-3)
+    result = train_from_table(net, loss_fn, batches, train, device=device,
+                              checkpoint_dir=out / "checkpoints", resume=resume, max_steps=max_steps,
+                              max_minutes=max_minutes, progress=progress, default_lr=1e-3)
     weights = save_weights(result.ema, out / WEIGHTS_NAME, {"name": cfg.get("name", out.name), "steps": result.steps})
     shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)
     info = {"name": cfg.get("name", out.name), "kind": cfg["kind"], "steps": result.steps,
