@@ -30,7 +30,8 @@ from bayesinv.data.phantoms import phantom_dataset
 from bayesinv.operators import make_operator
 from bayesinv.samplers.baselines import csgm
 from bayesinv.samplers.baselines._real import RealInput
-from bayesinv.samplers.baselines.nets import load_model, models_dir
+from bayesinv.priors.hub import models_root
+from bayesinv.samplers.baselines.nets import load_model
 from bayesinv.samplers.baselines.pnp_admm import pnp_admm_solve
 from bayesinv.samplers.baselines.tikhonov import discrepancy_weight, tikhonov_solve
 from bayesinv.samplers.baselines.tv import TV_RATE_PHANTOM32, total_variation, tv_fista
@@ -53,7 +54,7 @@ def metrics(estimates: torch.Tensor, truths: torch.Tensor) -> tuple[float, float
 
 def pnp_prior():
     """The phantom32 diffusion prior if available, else the exact Gaussian fitted to training phantoms."""
-    if (models_dir() / "phantom32" / "weights.safetensors").exists():
+    if (models_root() / "phantom32" / "weights.safetensors").exists():
         try:
             from bayesinv.priors.hub import load_prior
 
@@ -152,7 +153,7 @@ def write_cards(results: dict[str, list], num: int, csgm_images: int) -> None:
               "G of the CSGM baseline (Bora et al. 2017).", "32x32 ellipse phantoms (any linear operator)",
               "VAE, latent dimension 64")]
     for name, target, problems, what, scope, arch in specs:
-        folder = models_dir() / name
+        folder = models_root() / name
         info = json.loads((folder / "train_info.json").read_text())
         methods = {"minnorm", "tikhonov", "tv", target}
         card = MODEL_CARD.format(name=name, what=what, arch=arch, params=info["parameters"], batch=info["batch_size"],

@@ -60,11 +60,12 @@ def available_models(root: str | Path | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if (p / "config.toml").exists()) if base.is_dir() else []
 
 
-def verify_checksums(folder: str | Path) -> dict[str, str]:
+def verify_checksums(folder: str | Path, required: tuple[str, ...] = (WEIGHTS_NAME,)) -> dict[str, str]:
     """Check every file listed in ``folder/SHA256SUMS``; return ``{name: hex}``.
 
-    Raises :class:`WeightsError` if ``SHA256SUMS`` or a listed file is missing or the weights are not listed,
-    :class:`ChecksumMismatch` if a file's SHA-256 differs from the recorded one.
+    Raises :class:`WeightsError` if ``SHA256SUMS`` or a listed file is missing or a ``required`` file is not
+    listed, :class:`ChecksumMismatch` if a file's SHA-256 differs from the recorded one. Every model folder
+    (priors, Dirac networks, learned baselines) is verified here.
     """
     folder = Path(folder)
     sums_path = folder / CHECKSUMS_NAME
@@ -78,8 +79,9 @@ def verify_checksums(folder: str | Path) -> dict[str, str]:
         if len(parts) != 2 or len(parts[0]) != 64:
             raise WeightsError(f"{sums_path}:{line_no}: expected '<64 hex digits>  <file name>', got {line!r}")
         recorded[parts[1].lstrip("*")] = parts[0].lower()
-    if WEIGHTS_NAME not in recorded:
-        raise WeightsError(f"{sums_path} does not list {WEIGHTS_NAME}: refusing to load unverified weights")
+    for name in required:
+        if name not in recorded:
+            raise WeightsError(f"{sums_path} does not list {name}: refusing to load unverified weights")
     for name, expected in recorded.items():
         path = folder / name
         if not path.is_file():

@@ -22,7 +22,6 @@ back after verifying the checksums (never unpickling).
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import time
@@ -32,16 +31,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from bayesinv.errors import ChecksumMismatch, WeightsError
+from bayesinv.errors import WeightsError
+from bayesinv.priors.hub import models_root, verify_checksums
 from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
 from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, load_weights, output_folder, read_toml_config,
-                                           save_weights, sha256_file, train_from_table)
+                                           save_weights, train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
-from bayesinv.priors.training import phantom_batches
+from bayesinv.priors.training import phantom_batches, write_checksums
 from bayesinv.samplers.dirac import DiracModel
 
 __all__ = ["DiracNetwork", "dirac_loss", "read_config", "build_model_parts", "train_from_config", "load_dirac",
-           "models_root", "WEIGHTS_NAME", "CHECKSUMS_NAME"]
+           "WEIGHTS_NAME", "CHECKSUMS_NAME"]
 
 WEIGHTS_NAME = "weights.safetensors"
 CHECKSUMS_NAME = "SHA256SUMS"
@@ -135,8 +135,7 @@ def train_from_config(config: str | Path | dict, out_dir: str | Path | None = No
             "batch_size": int(train["batch_size"]), "lookahead": lookahead,
             "final_loss_mean_last_500": sum(tail) / max(1, len(tail)), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
-    lines = [f"{sha256_file(out / n)}  {n}\n" for n in (WEIGHTS_NAME, "config.toml")]
-    (out / CHECKSUMS_NAME).write_text("".join(lines))
+    write_checksums(out)
     return weights
 
 
@@ -146,25 +145,12 @@ def _device_name(device: str) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def models_root() -> Path:
-    """``$BAYESINV_MODELS`` if set, else the repository's ``models/`` folder."""
-    env = os.environ.get("BAYESINV_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
-
-
 def _verify(folder: Path) -> None:
-    sums = folder / CHECKSUMS_NAME
     for name in (WEIGHTS_NAME, "config.toml", CHECKSUMS_NAME):
         if not (folder / name).is_file():
             raise WeightsError(f"Dirac model folder {folder} has no {name}; expected config.toml, {WEIGHTS_NAME} "
                                f"and {CHECKSUMS_NAME} (train it with `bayesinv train dirac --config ...`)")
-    expected = dict(reversed(line.split(maxsplit=1)) for line in sums.read_text().splitlines() if line.strip())
-    for name in (WEIGHTS_NAME, "config.toml"):
-        if name not in expected:
-            raise WeightsError(f"{sums} lists no checksum for {name}")
-        got = sha256_file(folder / name)
-        if got != expected[name]:
-            raise ChecksumMismatch(f"{folder / name}: SHA-256 {got} differs from {expected[name]} in {sums}")
+    verify_checksums(folder, required=(WEIGHTS_NAME, "config.toml"))
 
 
 def load_dirac(name_or_path: str | Path, device: str | torch.device = "cpu") -> DiracModel:

@@ -12,8 +12,8 @@ from bayesinv.errors import ChecksumMismatch, WeightsError
 from bayesinv.operators.degradation import BlurDegradation, GeometricNoise, InpaintDegradation, blur_severity_schedule
 from bayesinv.operators.inpaint import random_mask
 from bayesinv.operators.registry import make_operator
-from bayesinv.samplers.dirac_training import (DiracNetwork, build_model_parts, dirac_loss, load_dirac,
-                                              models_root, train_from_config)
+from bayesinv.priors.hub import models_root
+from bayesinv.samplers.dirac_training import DiracNetwork, build_model_parts, dirac_loss, load_dirac, train_from_config
 
 NOISE = GeometricNoise(0.01, 0.05)
 SHAPE = (1, 8, 8)

@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bayesinv.errors import ChecksumMismatch, ShapeError, WeightsError
+from bayesinv.errors import ShapeError, WeightsError
+from bayesinv.priors.hub import models_root, verify_checksums
 
-__all__ = ["ConvRegulariser", "NeumannNetwork", "VAE", "build_network", "load_model", "load_for_operator", "models_dir",
-           "verify_checksums", "WEIGHTS_NAME", "CHECKSUMS_NAME"]
+__all__ = ["ConvRegulariser", "NeumannNetwork", "VAE", "build_network", "load_model", "load_for_operator",
+           "WEIGHTS_NAME", "CHECKSUMS_NAME"]
 
 WEIGHTS_NAME = "weights.safetensors"
 CHECKSUMS_NAME = "SHA256SUMS"
@@ -119,40 +120,11 @@ def build_network(cfg: dict[str, Any]) -> nn.Module:
     raise ValueError(f"config kind must be 'unrolled' or 'vae', got {kind!r}")
 
 
-def models_dir() -> Path:
-    """``$BAYESINV_MODELS`` if set, else the repository's ``models/`` folder."""
-    env = os.environ.get("BAYESINV_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "models"
-
-
-def verify_checksums(folder: Path, names: tuple[str, ...] = (WEIGHTS_NAME, "config.toml")) -> None:
-    """Check ``SHA256SUMS`` in ``folder`` for ``names``; raise :class:`ChecksumMismatch` or :class:`WeightsError`."""
-    from bayesinv.priors.networks.loop import sha256_file
-
-    sums_path = folder / CHECKSUMS_NAME
-    if not sums_path.is_file():
-        raise WeightsError(f"{sums_path} is missing: cannot verify the weights in {folder}")
-    recorded = {}
-    for line in sums_path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            recorded[name.strip().lstrip("*")] = digest
-    for name in names:
-        path = folder / name
-        if not path.is_file():
-            raise WeightsError(f"{path} is missing (train it with `bayesinv train ... --config {folder}/config.toml`)")
-        if name not in recorded:
-            raise WeightsError(f"{sums_path} has no checksum for {name}")
-        actual = sha256_file(path)
-        if actual != recorded[name]:
-            raise ChecksumMismatch(f"{path}: SHA-256 {actual} differs from {recorded[name]} recorded in {sums_path}")
-
-
 def _resolve(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
         return path
-    folder = models_dir() / str(name_or_path)
+    folder = models_root() / str(name_or_path)
     if not folder.is_dir():
         raise WeightsError(f"no model {str(name_or_path)!r}: neither a folder nor {folder}")
     return folder
@@ -177,7 +149,7 @@ def load_model(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict[str, An
     call; the built network is cached per folder and ``SHA256SUMS`` content.
     """
     folder = _resolve(name_or_path)
-    verify_checksums(folder)
+    verify_checksums(folder, required=(WEIGHTS_NAME, "config.toml"))
     return _load_cached(str(folder.resolve()), (folder / CHECKSUMS_NAME).read_text())
 
 

@@ -12,7 +12,8 @@ from bayesinv import ChecksumMismatch, Gaussian, InverseProblem, WeightsError
 from bayesinv.data.phantoms import phantom_dataset
 from bayesinv.operators import make_operator
 from bayesinv.samplers.baselines import csgm, minnorm, tikhonov, unrolled
-from bayesinv.samplers.baselines.nets import load_model, models_dir
+from bayesinv.priors.hub import models_root
+from bayesinv.samplers.baselines.nets import load_model
 from bayesinv.samplers.baselines.training import read_config, train_from_config
 
 
@@ -68,7 +69,7 @@ def test_csgm_restarts_are_reported_and_reproducible(truths):
 
 def test_checksum_mismatch_and_missing_weights(tmp_path):
     folder = tmp_path / "copy"
-    shutil.copytree(models_dir() / "unrolled-deblur32", folder)
+    shutil.copytree(models_root() / "unrolled-deblur32", folder)
     load_model(folder)  # verifies and loads
     with open(folder / "config.toml", "a") as handle:
         handle.write("\n# edited\n")
@@ -82,11 +83,11 @@ def test_checksum_mismatch_and_missing_weights(tmp_path):
 
 
 def test_training_smoke_and_config_checks(tmp_path):
-    cfg = read_config(models_dir() / "unrolled-deblur32" / "config.toml")
+    cfg = read_config(models_root() / "unrolled-deblur32" / "config.toml")
     assert cfg["kind"] == "unrolled"
     with pytest.raises(ValueError, match="target 'csgm' trains kind 'vae'"):
-        train_from_config(models_dir() / "unrolled-deblur32" / "config.toml", out_dir=tmp_path, target="csgm")
-    path = train_from_config(models_dir() / "csgm-vae32" / "config.toml", out_dir=tmp_path, target="csgm",
+        train_from_config(models_root() / "unrolled-deblur32" / "config.toml", out_dir=tmp_path, target="csgm")
+    path = train_from_config(models_root() / "csgm-vae32" / "config.toml", out_dir=tmp_path, target="csgm",
                              max_steps=1, progress=False)
     net, loaded = load_model(tmp_path)
     assert path.name == "weights.safetensors" and loaded["kind"] == "vae" and net.latent_dim == 64
