@@ -20,6 +20,7 @@ the ``phantom32`` diffusion prior if ``models/phantom32`` holds weights), ``pnp_
 
     python benchmarks/dirac_table.py                       # 100 images, every method (hours on a CPU)
     python benchmarks/dirac_table.py --num-images 16 --methods dirac_po dirac_do tv minnorm
+    python benchmarks/dirac_table.py --dps-steps 100 --problems inpaint   # DPS at 100 steps (zeta' tuned there)
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def run(problem_name: str, methods, num_images: int, dps_steps, prior, seed: int
         sw = float(sliced_wasserstein(patches(recs.clamp(0, 1)), patches(reference),
                                       generator=torch.Generator().manual_seed(123)))
         rows.append((method, psnr, ssim, sw, nfe, wall / num_images))
+        print(f"  [{problem_name}] {method}: PSNR {psnr:.2f} SSIM {ssim:.3f} SW-patch {sw:.4f} NFE {nfe} "
+              f"{wall / num_images:.2f} s/img", flush=True)
     return rows, floor
 
 

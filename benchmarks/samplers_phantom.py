@@ -8,7 +8,7 @@ For each sampler and problem, over ``--images`` held-out test phantoms (``num_ch
 * overhead = wall time / (number of batched network calls x the measured cost of one call of the same
   kind at the same batch: a forward pass, or forward + VJP for DPS); 1.0 means the sampler costs nothing
   beyond its network calls (target <= 1.10),
-* throughput of ``num_chains`` chains drawn as one batch against the same chains drawn one at a time
+* throughput of ``--throughput-chains`` (16) chains drawn as one batch against the same chains drawn one at a time
   (target >= 3x; on a CPU the network's cost grows with the batch, so the gain is smaller than on a GPU).
 
     python benchmarks/samplers_phantom.py --quick           # 1 image, 4 chains, short runs (CPU: minutes)
@@ -111,13 +111,13 @@ def evaluate(name: str, problem_name: str, prior, args) -> dict:
 
 
 def throughput(name: str, prior, args) -> tuple[float, float, float]:
-    """``(batched seconds, sequential seconds, ratio)`` for ``num_chains`` chains on the deblurring problem."""
+    """``(batched seconds, sequential seconds, ratio)`` for ``throughput_chains`` chains on the deblurring problem."""
     problem = build_problem("deblur", prior, seed=args.seed)
     truth = phantom_dataset("test", 1, prior.event_shape[-1], seed=args.seed).images.double()
     y = problem.simulate(truth, generator=torch.Generator().manual_seed(args.seed)).float()
     steps = args.throughput_steps
-    batched = run_sampler(name, problem, y, num_chains=args.num_chains, steps=steps, seed=1).wall_time
-    sequential = run_sampler(name, problem, y, num_chains=args.num_chains, steps=steps, seed=1,
+    batched = run_sampler(name, problem, y, num_chains=args.throughput_chains, steps=steps, seed=1).wall_time
+    sequential = run_sampler(name, problem, y, num_chains=args.throughput_chains, steps=steps, seed=1,
                              batch_size=1).wall_time
     return batched, sequential, sequential / batched
 
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override every sampler's steps")
     parser.add_argument("--throughput-sampler", default="dps", choices=list(SAMPLERS))
     parser.add_argument("--throughput-steps", type=int, default=20)
+    parser.add_argument("--throughput-chains", type=int, default=16, help="chains batched vs one at a time (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--quick", action="store_true", help="1 image, 4 chains, short runs")
@@ -155,8 +156,10 @@ def main() -> None:
             print(f"| {r['sampler']} | {r['problem']} | {r['steps']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
                   f"{r['nfe']} | {r['wall']:.1f} | {r['call']} | {r['cost']:.4f} | {r['overhead']:.2f} |",
                   flush=True)
+    if not args.throughput_chains:
+        return
     batched, sequential, ratio = throughput(args.throughput_sampler, prior, args)
-    print(f"\nthroughput ({args.throughput_sampler}, {args.throughput_steps} steps, deblur): {args.num_chains} "
+    print(f"\nthroughput ({args.throughput_sampler}, {args.throughput_steps} steps, deblur): {args.throughput_chains} "
           f"chains batched {batched:.1f} s, one at a time {sequential:.1f} s: {ratio:.2f}x")
 
 

@@ -95,11 +95,14 @@ def spectral_svd(*, singulars: torch.Tensor, perm: torch.Tensor, in_shape: Seque
     return SVD(singulars, V, Vt, U, Ut)
 
 
-def svd_pinv(svd: SVD, y: torch.Tensor, n: int, *, real: bool) -> torch.Tensor:
-    """``A^+ y = V diag(1/s) U^H y`` (zero on the null space); the real part for operators on real images."""
+def svd_pinv(svd: SVD, y: torch.Tensor, n: int, *, real: bool, cutoff: float = 0.0) -> torch.Tensor:
+    """``A^+ y = V diag(1/s) U^H y`` (zero on the null space); the real part for operators on real images.
+
+    ``cutoff > 0`` truncates: components with singular value ``s <= cutoff`` are treated as null space.
+    """
     s = svd.singulars.to(device=y.device, dtype=y.real.dtype if y.is_complex() else y.dtype)
     r = s.shape[0]
-    head = svd.Ut(y)[:, :r] / s
+    head = svd.Ut(y)[:, :r] * torch.where(s > cutoff, 1 / s, torch.zeros_like(s))
     coef = torch.zeros(y.shape[0], n, dtype=head.dtype, device=y.device)
     coef[:, :r] = head
     x = svd.V(coef)

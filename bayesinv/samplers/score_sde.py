@@ -9,7 +9,19 @@ noise level,
     x  <- x + lambda A^+ (y_t - A x)                         (data consistency)
 
 which for an orthonormal transform ``T`` and a subsampling ``Lambda`` (``A = Lambda T``, MRI) is the
-paper's ``T^-1[lambda Lambda y_t + (1 - lambda) Lambda T x + (I - Lambda) T x]`` (eq. 9). Updates:
+paper's ``T^-1[lambda Lambda y_t + (1 - lambda) Lambda T x + (I - Lambda) T x]`` (eq. 9).
+
+The paper's operators have singular values 0 or 1 and its data are nearly noiseless. On a noisy,
+ill-conditioned problem (deblurring) ``A^+`` divides the noise by singular values near zero and the
+chains diverge. ``cutoff`` generalises ``Lambda`` to any operator with an SVD: ``A^+`` is truncated to
+the components with singular value ``s_k > cutoff``, and the others are left to the prior, as the
+unmeasured k-space lines are in the paper. The default cutoff ``min(10 sigma_y, 0.5) s_max`` keeps the
+noise that ``A^+`` puts in a measured component below ``sigma_y / cutoff`` (a tenth of the unit image range
+for ``s_max = 1``); noiseless data (``sigma_y = 0``) give the paper's map, and so does any cutoff in
+``(0, s_max)`` for masks and subsampled Fourier operators (singular values 0 or 1). The factor was chosen on
+one calibration phantom (phantom32, deblurring std 1.5 px, sigma_y = 0.05, 50 steps, 2 chains: PSNR of the
+mean 14.8 / 19.4 / 24.1 / 25.2 / 25.6 / 23.4 dB at cutoffs 0.05 / 0.1 / 0.2 / 0.3 / 0.5 / 0.7; exact ``A^+``
+diverges). Operators without an SVD (multi-coil MRI) use the exact ``A^+``. Updates:
 
 * predictor (reverse diffusion), from ``t`` to ``s``: VE ``x <- x + (sigma_t^2 - sigma_s^2) score
   + sqrt(sigma_t^2 - sigma_s^2) z``; VP ``x <- (2 - sqrt(1 - beta)) x + beta score + sqrt(beta) z`` with
@@ -17,8 +29,8 @@ paper's ``T^-1[lambda Lambda y_t + (1 - lambda) Lambda T x + (I - Lambda) T x]``
 * corrector (Langevin): ``eps = 2 a (snr ||z|| / ||score||)^2``, ``x <- x + eps score + sqrt(2 eps) z``
   (``a = 1 - beta`` for VP, 1 for VE); norms per chain (the authors average them over the batch);
 * at the end, the noise is removed by Tweedie's formula (``E[x0 | x_0]``) and, as in the authors'
-  code, the measured components are replaced by the measurement (``final_projection``; exact for
-  noiseless data only).
+  code, the measured components are replaced by the measurement (``final_projection``, with the same
+  truncated ``A^+``; exact for noiseless data only).
 
 Defaults are the authors' MRI settings (``configs/ve/brats_ncsnpp_continuous.py``): ``snr = 0.517``,
 ``lambda = coeff = 1``, one corrector step, 1000 noise levels.
@@ -43,12 +55,14 @@ from typing import Any, NamedTuple
 
 import torch
 
-from bayesinv.operators.base import LinearOperator
+from bayesinv.operators._spectral import svd_pinv
+from bayesinv.operators.base import SVD, LinearOperator
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers import _common as C
 
-__all__ = ["sample_score_sde", "predictor_step", "corrector_step", "data_consistency", "ScoreSDEState"]
+__all__ = ["sample_score_sde", "predictor_step", "corrector_step", "data_consistency", "truncated_pinv",
+           "ScoreSDEState"]
 
 
 class ScoreSDEState(NamedTuple):
@@ -62,14 +76,29 @@ def _as_real(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x.real if (x.is_complex() and not like.is_complex()) else x
 
 
+def truncated_pinv(op: LinearOperator, r: torch.Tensor, cutoff: float = 0.0, *, svd: SVD | None = None
+                   ) -> torch.Tensor:
+    """``A^+ r`` restricted to the components with singular value above ``cutoff`` (exact ``A^+`` at 0).
+
+    Needs the operator's SVD (pass ``svd=op.svd()`` to reuse one) when ``cutoff > 0``.
+    """
+    if cutoff <= 0:
+        return op.pinv(r)
+    svd = op.svd() if svd is None else svd
+    return svd_pinv(svd, r, op.in_dim, real=not op.input_complex, cutoff=cutoff)
+
+
 def data_consistency(x: torch.Tensor, t: int, *, op: LinearOperator, y: torch.Tensor, schedule, weight: float,
-                     noise: torch.Tensor) -> torch.Tensor:
-    """``x + lambda A^+ (alpha_t y + sigma_t A z - A x)`` with image-space standard normal ``noise = z``."""
+                     noise: torch.Tensor, cutoff: float = 0.0, svd: SVD | None = None) -> torch.Tensor:
+    """``x + lambda A^+ (alpha_t y + sigma_t A z - A x)`` with image-space standard normal ``noise = z``.
+
+    ``cutoff > 0`` truncates ``A^+`` (:func:`truncated_pinv`; module docstring).
+    """
     if weight == 0:
         return x
     alpha, sigma = float(schedule.alpha[t]), float(schedule.sigma[t])
     y_t = alpha * y + sigma * op(noise)
-    return x + weight * _as_real(op.pinv(y_t - op(x)), x)
+    return x + weight * _as_real(truncated_pinv(op, y_t - op(x), cutoff, svd=svd), x)
 
 
 def predictor_step(state: ScoreSDEState, s: int, *, prior, noise: torch.Tensor) -> ScoreSDEState:
@@ -99,11 +128,20 @@ def corrector_step(state: ScoreSDEState, *, prior, snr: float, noise: torch.Tens
     return ScoreSDEState(state.x + step * score + (2 * step).sqrt() * noise, state.t)
 
 
+def _default_cutoff(problem: InverseProblem, svd: SVD | None) -> float:
+    """``min(10 sigma_y, 0.5) s_max`` for a known Gaussian ``sigma_y`` and an operator with an SVD, else 0."""
+    sigma = getattr(problem.noise, "sigma", None)
+    if svd is None or not isinstance(sigma, float) or svd.singulars.numel() == 0:
+        return 0.0
+    return min(10 * sigma, 0.5) * float(svd.singulars.max())
+
+
 def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None = None,
                      generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
                      callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
                      snr: float = 0.517, corrector_steps: int = 1, dc_weight: float = 1.0,
-                     final_projection: bool = True, latents: Mapping[str, Any] | None = None) -> Posterior:
+                     final_projection: bool = True, cutoff: float | None = None,
+                     latents: Mapping[str, Any] | None = None) -> Posterior:
     """Predictor-corrector sampling with data consistency (Song et al. 2022; see module docstring).
 
     Parameters
@@ -113,6 +151,8 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
     snr : the corrector's signal-to-noise ratio. corrector_steps : Langevin steps per noise level.
     dc_weight : ``lambda`` of the data-consistency step (0 turns the measurement off: the prior's sampler).
     final_projection : replace the measured components by ``y`` after the final denoising.
+    cutoff : singular values at or below it count as unmeasured (module docstring); default
+        ``min(10 sigma_y, 0.5) s_max`` for operators with an SVD and a known ``sigma_y``, else 0 (exact ``A^+``).
     latents : fixed values of operator nuisance latents, if any.
 
     Returns
@@ -129,6 +169,11 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
     if not (snr >= 0 and corrector_steps >= 0 and 0 <= dc_weight <= 1):
         raise ValueError(f"{name}: need snr >= 0, corrector_steps >= 0 and 0 <= dc_weight <= 1; "
                          f"got {snr}, {corrector_steps}, {dc_weight}")
+    svd = op.svd() if op.has_svd else None
+    cutoff = _default_cutoff(problem, svd) if cutoff is None else float(cutoff)
+    if cutoff < 0 or (cutoff > 0 and svd is None):
+        raise ValueError(f"{name}: cutoff must be >= 0 and needs an operator with an SVD when > 0; got {cutoff} "
+                         f"for {type(op).__name__} (has_svd={svd is not None})")
     prior = problem.prior
     schedule = prior.schedule
     ts = C.timesteps(schedule, steps)
@@ -140,7 +185,7 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
 
         def consistent(x, t):
             return data_consistency(x, t, op=op, y=y, schedule=schedule, weight=dc_weight,
-                                    noise=C.randn((n, *shape), generator, y))
+                                    noise=C.randn((n, *shape), generator, y), cutoff=cutoff, svd=svd)
 
         def _pc_step(i, t, state):
             for _ in range(corrector_steps):
@@ -152,7 +197,7 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
             x0_hat = prior.denoise(state.x, t)
             x = x0_hat
             if final_projection and dc_weight > 0:
-                x = x + _as_real(op.pinv(y - op(x)), x)
+                x = x + _as_real(truncated_pinv(op, y - op(x), cutoff, svd=svd), x)
             return ScoreSDEState(x, -1), x0_hat
 
         with C.progress_bar(len(ts), progress, name) as bar:
@@ -168,6 +213,7 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
 
     samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
     settings = {"steps": len(ts), "snr": snr, "corrector_steps": corrector_steps, "dc_weight": dc_weight,
-                "final_projection": final_projection, "batch_size": batch_size, "schedule": schedule.name}
+                "final_projection": final_projection, "cutoff": cutoff, "batch_size": batch_size,
+                "schedule": schedule.name}
     return C.make_posterior(name, samples, settings=settings, nfe=len(ts) * (corrector_steps + 1), clock=clock,
                             generator=generator, problem=problem)
