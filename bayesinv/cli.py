@@ -69,6 +69,29 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement and the sampler")
     p.add_argument("--out", default="sample-output", help="output folder: posterior.safetensors (+.json) and PNG")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a sampler keyword argument as a TOML value, repeatable: e.g. --option guidance_scale=1.0 "
+                        "--option 'noise_levels=[20, 0.01]'")
+
+
+def parse_options(items: Sequence[str]) -> dict:
+    """``["key=value", ...]`` -> ``{key: value}`` with TOML values (numbers, booleans, arrays, quoted strings);
+    a value that is not TOML is taken as a plain string."""
+    import tomllib
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--option needs KEY=VALUE with KEY a Python name, got {item!r}")
+        try:
+            options[key] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key] = value.strip()
+        if isinstance(options[key], list):
+            options[key] = tuple(options[key])
+    return options
 
 
 def _run_sample(args: argparse.Namespace) -> int:
@@ -76,7 +99,7 @@ def _run_sample(args: argparse.Namespace) -> int:
 
     path = sample_cli(problem=args.problem, prior=args.prior, sampler=args.sampler, num_samples=args.num_samples,
                       steps=args.steps, noise_sigma=args.noise_sigma, image_index=args.image_index, seed=args.seed,
-                      out=args.out, progress=not args.no_progress)
+                      out=args.out, progress=not args.no_progress, options=parse_options(args.option))
     print(f"posterior: {path}")
     return 0
 

@@ -217,6 +217,11 @@ CLI_ROWS = [
     ("unknown problem", ["sample", "--problem", "nope", "--prior", "phantom-gaussian", "--no-progress"], r"nope"),
     ("missing study", ["calibrate", "missing/study.toml", "--no-progress"], r"missing"),
     ("report without analysis", ["report", "no-such-results"], r"no-such-results|no analysis"),
+    ("sampler option it does not take", ["sample", "--problem", "inpaint", "--prior", "phantom-gaussian",
+                                         "--sampler", "dps", "--option", "zeta=1", "--no-progress"],
+     r"dps has no option 'zeta'; its options: .*guidance_scale"),
+    ("malformed option", ["sample", "--problem", "inpaint", "--prior", "phantom-gaussian", "--option", "1x",
+                          "--no-progress"], r"KEY=VALUE"),
 ]
 
 

@@ -15,6 +15,7 @@ depend on the backend, the number of workers or the order of the tasks.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import zlib
@@ -191,6 +192,9 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
         from bayesinv.samplers.baselines import BASELINES
     except ImportError:  # baselines not installed in this build
         BASELINES = {}
+    function = {"exact": sample_exact, **BASELINES, **SAMPLERS}.get(name)
+    if function is not None:
+        _check_options(name, function, options)
     if name == "exact":
         return sample_exact(problem, y, num_samples=num_samples, generator=generator, **options)
     if name in SAMPLERS:
@@ -201,6 +205,18 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
     if name in BASELINES:
         return BASELINES[name](problem, y, progress=progress, **options)
     raise StudySpecError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS) + sorted(BASELINES) + ['exact']}")
+
+
+def _check_options(name: str, function: Callable, options: dict) -> None:
+    """Refuse options the sampler does not take, listing the ones it does (before any work is done)."""
+    params = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    fixed = {"problem", "y", "num_samples", "generator", "progress", "steps"}
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        allowed = ", ".join(k for k, p in params.items() if k not in fixed and p.kind is inspect.Parameter.KEYWORD_ONLY)
+        raise StudySpecError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {allowed}")
 
 
 def _in_prior_dtype(problem: InverseProblem, y: torch.Tensor) -> torch.Tensor:
