@@ -6,7 +6,8 @@ the same reference set, same directions), the network-call count per draw (NFE) 
 
 * prior draws (what ignoring the data costs) and the exact floor,
 * DPS (Chung et al. 2023), annealed Langevin (Jalal et al. 2021), score-SDE with data consistency
-  (Song et al. 2022), DDRM (Kawar et al. 2022), MALA (started at prior draws; explicit mixture density),
+  (Song et al. 2022; ``score_sde_dc`` with its default truncation of ``A^+``, ``score_sde_dc_exact`` with the
+  paper's exact ``A^+``), DDRM (Kawar et al. 2022), MALA (started at prior draws; explicit mixture density),
 * twisted SMC with N particles per system; each system returns ``num_samples / systems`` draws and the number of
   systems is ``min(num_samples, particle_budget // N)`` (so N = 16 gives independent draws and larger N shares
   one cloud among several draws at a similar cost),
@@ -18,6 +19,7 @@ A ratio near 1 is as good as exact sampling at this sample size.
     python benchmarks/samplers_mixture.py --quick                        # d = 8, d_y = 1 and 4, ~3 min
     python benchmarks/samplers_mixture.py                                # d = 8 and 80, d_y = 1, 2, 4
     python benchmarks/samplers_mixture.py --sigma-y bed 0.05 1.0 --json mixture.json
+    python benchmarks/samplers_mixture.py --summary mix8.json mix80.json     # the table of saved runs
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def methods(args) -> dict:
                                                                          progress=False),
         "score_sde_dc": lambda p, y, n, g: sample_score_sde(p, y, num_samples=n, steps=args.diffusion_steps,
                                                             generator=g, progress=False),
+        "score_sde_dc_exact": lambda p, y, n, g: sample_score_sde(p, y, num_samples=n, steps=args.diffusion_steps,
+                                                                  cutoff=0.0, generator=g, progress=False),
         "ddrm": lambda p, y, n, g: sample_ddrm(p, y, num_samples=n, generator=g, progress=False),
         "mala": lambda p, y, n, g: sample_mala(p, y, num_samples=n, steps=args.mala_steps,
                                                init=p.prior.sample_n(n, generator=g), generator=g, progress=False),
@@ -145,7 +149,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="d = 8, d_y in {1, 4}, 300 draws")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--summary", nargs="+", default=None, metavar="JSON",
+                        help="print the summary table of rows saved with --json (runs nothing)")
     args = parser.parse_args()
+    if args.summary:
+        rows = []
+        for path in args.summary:
+            with open(path) as fh:
+                rows += json.load(fh)
+        summary(rows)
+        return
     if args.quick:
         args.dims, args.measurements, args.num_samples = [8], [1, 4], 300
     print(f"MCGdiff mixture testbed: 25 components, SW2 with {args.projections} directions, {args.num_samples} "
