@@ -143,7 +143,7 @@ def test_cutoff_leaves_the_papers_map_for_masks(generator):
     y = problem.simulate(prior.sample_n(1, generator=generator), generator=generator)
     runs = [sample_score_sde(problem, y, num_samples=2, generator=torch.Generator().manual_seed(0), progress=False,
                              **kw) for kw in ({}, {"cutoff": 0.0})]
-    assert runs[0].settings["cutoff"] == 0.5
+    assert runs[0].settings["cutoff"] == pytest.approx(0.05)  # sigma_y / tau with tau = 1
     assert torch.allclose(runs[0].samples, runs[1].samples, atol=1e-12)
 
 
