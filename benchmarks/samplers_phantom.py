@@ -125,7 +125,8 @@ def throughput(name: str, prior, args) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prior", default="phantom32")
-    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    parser.add_argument("--samplers", nargs="*", default=list(SAMPLERS), choices=list(SAMPLERS),
+                        help="samplers to evaluate (none: only the throughput)")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     parser.add_argument("--images", type=int, default=8, help="held-out test phantoms per problem")
     parser.add_argument("--num-chains", type=int, default=16)
