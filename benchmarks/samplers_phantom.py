@@ -160,7 +160,11 @@ def main() -> None:
     if not args.throughput_chains:
         return
     batched, sequential, ratio = throughput(args.throughput_sampler, prior, args)
-    print(f"\nthroughput ({args.throughput_sampler}, {args.throughput_steps} steps, deblur): {args.throughput_chains} "
+    kind = SAMPLERS[args.throughput_sampler][1]
+    one, many = network_cost(prior, 1, kind), network_cost(prior, args.throughput_chains, kind)
+    print(f"\none network call ({kind}): {one * 1000:.1f} ms at batch 1, {many * 1000:.1f} ms at batch "
+          f"{args.throughput_chains}: {args.throughput_chains * one / many:.2f}x per chain (the bound for batching)")
+    print(f"throughput ({args.throughput_sampler}, {args.throughput_steps} steps, deblur): {args.throughput_chains} "
           f"chains batched {batched:.1f} s, one at a time {sequential:.1f} s: {ratio:.2f}x")
 
 
