@@ -22,3 +22,15 @@ def test_sample_passes_options_to_the_sampler(tmp_path, monkeypatch):
     assert code == 0
     settings = json.loads((tmp_path / "run" / "posterior.safetensors.json").read_text())["settings"]
     assert settings["cutoff"] == 0.25 and settings["snr"] == 0.1 and settings["steps"] == 3
+
+
+def test_sample_runs_dirac_po_and_do_on_the_shipped_network(tmp_path, monkeypatch):
+    """``bayesinv sample --sampler dirac`` picks models/dirac-blur32 for phantom32 deblurring; the variant is an option."""
+    monkeypatch.chdir(tmp_path)
+    for variant in ("po", "do"):
+        code = main(["sample", "--problem", "deblur", "--sampler", "dirac", "--num-samples", "2", "--no-progress",
+                     "--option", f"variant='{variant}'", "--out", variant])
+        assert code == 0
+        meta = json.loads((tmp_path / variant / "posterior.safetensors.json").read_text())
+        assert meta["settings"]["variant"] == variant and meta["sampler"] == "dirac"
+        assert (tmp_path / variant / "posterior.png").stat().st_size > 0
