@@ -146,6 +146,15 @@ def grad_log_likelihood(problem: InverseProblem, x: torch.Tensor, y: torch.Tenso
     return ll.detach(), grad
 
 
+def prior_scale(prior) -> float | None:
+    """The prior's root mean marginal variance, or ``None`` for priors without one (network priors; samplers
+    then assume images in ``[0, 1]``)."""
+    try:
+        return float(prior.variance.mean().sqrt())
+    except NotImplementedError:
+        return None
+
+
 def gaussian_noise_std(problem: InverseProblem, latents: Mapping[str, torch.Tensor]) -> torch.Tensor | float | None:
     """The Gaussian noise std (a float, or ``(B,)`` for a latent sigma), or ``None`` for non-Gaussian noise."""
     noise = problem.noise

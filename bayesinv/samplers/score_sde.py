@@ -140,10 +140,7 @@ def _default_cutoff(problem: InverseProblem, svd: SVD | None) -> float:
     sigma = getattr(problem.noise, "sigma", None)
     if svd is None or not isinstance(sigma, float) or svd.singulars.numel() == 0:
         return 0.0
-    try:
-        tau = float(problem.prior.variance.mean().sqrt())
-    except NotImplementedError:
-        tau = NETWORK_PRIOR_SCALE
+    tau = C.prior_scale(problem.prior) or NETWORK_PRIOR_SCALE
     return min(sigma / tau, 0.5 * float(svd.singulars.max()))
 
 

@@ -148,3 +148,20 @@ def test_annealed_langevin_starts_at_the_first_noise_level():
     assert abs(gamma - 0.5) < 0.05
     z = (post.samples[:, 0].var(0) / gamma**2 - 1) / math.sqrt(2 / 3999)  # chi-squared variance test
     assert float(z.abs().max()) < 4.5 and float(post.samples.mean().abs()) < 4.5 * gamma / math.sqrt(8000)
+
+
+def test_default_top_level_is_capped_at_sqrt_d_for_network_priors(generator):
+    """Song & Ermon's gamma_1 ~ the largest distance between data points, <= sqrt(d) for images in [0, 1]:
+    a network prior (no variance) starts there; an analytic prior keeps the schedule's top level."""
+    schedule = vp_linear(1000)  # DDPM's: top level ~157
+    levels = schedule.sigma / schedule.alpha
+    network = TinyNetworkPrior(9, generator, schedule=schedule)
+    analytic = GaussianPrior(torch.zeros(9, dtype=torch.float64), 1.0, schedule=schedule)
+    assert float(levels.max()) > 3 * 10
+    for prior, expected in ((network, float(levels[schedule.timestep_for_noise_level(3.0)])),
+                            (analytic, float(levels.max()))):
+        problem = InverseProblem(Identity((9,)), Gaussian(0.1), prior)
+        post = sample_annealed_langevin(problem, torch.zeros(1, 9, dtype=torch.float64), num_samples=1, steps=2,
+                                        steps_per_level=1, generator=generator, progress=False)
+        assert post.settings["noise_levels"][0] == pytest.approx(expected)
+        assert post.settings["noise_levels"][1] == pytest.approx(float(levels.min()))
