@@ -147,13 +147,16 @@ class LinearOperator(Operator):
         """The operator's SVD as functions; raises ``NotImplementedError`` where it is not cheap."""
         raise NotImplementedError(f"{type(self).__name__} has no cheap SVD; use CG-based methods instead")
 
+    def svd_or_none(self) -> SVD | None:
+        """:meth:`svd`, or ``None`` where the operator has no cheap one (one call where ``has_svd`` + ``svd`` make two)."""
+        try:
+            return self.svd()
+        except NotImplementedError:
+            return None
+
     @property
     def has_svd(self) -> bool:
-        try:
-            self.svd()
-        except NotImplementedError:
-            return False
-        return True
+        return self.svd_or_none() is not None
 
     def to_matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
         """Dense matrix ``(out_dim, in_dim)`` with ``A(x).flatten() = M @ x.flatten()`` (small sizes only).

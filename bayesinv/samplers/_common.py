@@ -180,8 +180,8 @@ def inflated_gaussian_log_likelihood(problem: InverseProblem, y: torch.Tensor, x
     op = operator_at(problem, latents)
     sigma2 = problem.noise.sigma**2
     resid = y - op(x)
-    if getattr(op, "linear", False) and op.has_svd:
-        svd = op.svd()
+    svd = op.svd_or_none() if getattr(op, "linear", False) else None
+    if svd is not None:
         coef = svd.Ut(resid)
         sing = svd.singulars.to(device=coef.device, dtype=coef.real.dtype)
         var = torch.full((coef.shape[1],), sigma2, dtype=sing.dtype, device=sing.device)
@@ -202,8 +202,9 @@ def inflated_gaussian_log_likelihood(problem: InverseProblem, y: torch.Tensor, x
 def operator_norm_squared(op: LinearOperator, like: torch.Tensor, *, generator: torch.Generator,
                           iterations: int = 50) -> float:
     """``||A||^2`` (largest eigenvalue of ``A^H A``) by power iteration from a random start."""
-    if op.has_svd:
-        return float(op.svd().singulars.max()) ** 2
+    svd = op.svd_or_none()
+    if svd is not None:
+        return float(svd.singulars.max()) ** 2
     v = torch.randn((1, *op.in_shape), generator=generator, dtype=torch.float64, device=generator.device)
     v = v.to(like.real.dtype if like.is_complex() else like.dtype)
     v = v / v.norm()

@@ -22,8 +22,8 @@ drops the best-measured components. Noiseless data (``sigma_y = 0``) give the pa
 cutoff below ``s_max`` for masks and subsampled Fourier operators (singular values 0 or 1). On one
 calibration phantom (phantom32, deblurring std 1.5 px, sigma_y = 0.05, 50 steps, 2 chains) the PSNR of the
 mean is 14.8 / 19.4 / 24.1 / 25.2 / 25.6 / 23.4 dB at cutoffs 0.05 / 0.1 / 0.2 / 0.3 / 0.5 / 0.7 (the
-default is 0.5; exact ``A^+`` diverges); the Gaussian fit to phantoms (tau = 0.11) gives 0.45. Operators
-without an SVD (multi-coil MRI) use the exact ``A^+``. Updates:
+default is 0.5; exact ``A^+`` diverges; ``benchmarks/score_sde_cutoff.py``); the Gaussian fit to phantoms
+(tau = 0.11) gives 0.45. Operators without an SVD (multi-coil MRI) use the exact ``A^+``. Updates:
 
 * predictor (reverse diffusion), from ``t`` to ``s``: VE ``x <- x + (sigma_t^2 - sigma_s^2) score
   + sqrt(sigma_t^2 - sigma_s^2) z``; VP ``x <- (2 - sqrt(1 - beta)) x + beta score + sqrt(beta) z`` with
@@ -177,7 +177,7 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
     if not (snr >= 0 and corrector_steps >= 0 and 0 <= dc_weight <= 1):
         raise ValueError(f"{name}: need snr >= 0, corrector_steps >= 0 and 0 <= dc_weight <= 1; "
                          f"got {snr}, {corrector_steps}, {dc_weight}")
-    svd = op.svd() if op.has_svd else None
+    svd = op.svd_or_none()
     cutoff = _default_cutoff(problem, svd) if cutoff is None else float(cutoff)
     if cutoff < 0 or (cutoff > 0 and svd is None):
         raise ValueError(f"{name}: cutoff must be >= 0 and needs an operator with an SVD when > 0; got {cutoff} "

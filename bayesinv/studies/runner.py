@@ -192,9 +192,11 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
         from bayesinv.samplers.baselines import BASELINES
     except ImportError:  # baselines not installed in this build
         BASELINES = {}
-    function = {"exact": sample_exact, **BASELINES, **SAMPLERS}.get(name)
-    if function is not None:
-        _check_options(name, function, options)
+    registry = {"exact": sample_exact, **BASELINES, **SAMPLERS}
+    if name not in registry:
+        raise StudySpecError(f"unknown sampler {name!r}; choose one of "
+                             f"{sorted(SAMPLERS) + sorted(BASELINES) + ['exact']}")
+    _check_options(name, registry[name], options)
     if name == "exact":
         return sample_exact(problem, y, num_samples=num_samples, generator=generator, **options)
     if name in SAMPLERS:
@@ -202,9 +204,7 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
         if steps is not None:
             kwargs["steps"] = steps
         return SAMPLERS[name](problem, y, **kwargs)
-    if name in BASELINES:
-        return BASELINES[name](problem, y, progress=progress, **options)
-    raise StudySpecError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS) + sorted(BASELINES) + ['exact']}")
+    return BASELINES[name](problem, y, progress=progress, **options)
 
 
 def _check_options(name: str, function: Callable, options: dict) -> None:
