@@ -79,7 +79,8 @@ def ddrm_timesteps(num_timesteps: int, steps: int) -> list[int]:
 
 def _spectrum(problem: InverseProblem, y: torch.Tensor, latents: Mapping[str, torch.Tensor]) -> DDRMSpectrum:
     op = C.operator_at(problem, latents)
-    if not isinstance(op, LinearOperator) or not op.has_svd:
+    svd = op.svd_or_none() if isinstance(op, LinearOperator) else None
+    if svd is None:
         raise TypeError(f"ddrm needs a linear operator with an SVD (operator.svd()); {type(op).__name__} has none")
     if not isinstance(problem.noise, Gaussian):
         raise TypeError(f"ddrm needs Gaussian measurement noise, got {problem.noise!r}")
@@ -88,7 +89,6 @@ def _spectrum(problem: InverseProblem, y: torch.Tensor, latents: Mapping[str, to
         if not bool((sigma == sigma[0]).all()):
             raise ValueError("ddrm needs one noise level for all chains; pass a scalar latents={'sigma': ...}")
         sigma = float(sigma[0])
-    svd = op.svd()
     singulars = svd.singulars.to(device=y.device, dtype=y.real.dtype)
     keep = singulars > 0
     r = int(keep.sum())
