@@ -155,7 +155,7 @@ class UNet(nn.Module):
             raise ValueError(f"x must have shape (B, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
         t = torch.zeros((), device=x.device) if t is None else torch.as_tensor(t, device=x.device)
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
-        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x.dtype))  # a .double() net works
         h = self.inp(x)
         hs = [h]
         for layer in self.down:
