@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
 from bayesinv.priors.networks.denoiser import Denoiser, training_target
-from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, output_folder, read_toml_config, save_weights,
+from bayesinv.priors.networks.loop import (CHECKSUMS_NAME, INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, output_folder, read_toml_config, save_weights,
                                            sha256_file, train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
 from bayesinv.priors.schedules import Schedule, make_schedule
@@ -41,9 +41,6 @@ from bayesinv.priors.schedules import Schedule, make_schedule
 __all__ = ["diffusion_loss", "phantom_batches", "read_config", "build_network", "build_schedule",
            "train_from_config", "write_checksums", "WEIGHTS_NAME", "CHECKSUMS_NAME", "INFO_NAME"]
 
-WEIGHTS_NAME = "weights.safetensors"
-CHECKSUMS_NAME = "SHA256SUMS"
-INFO_NAME = "train_info.json"
 _MAX_TRAIN_SEED = min(v for k, v in SPLIT_SEEDS.items() if k != "train")
 
 

@@ -34,7 +34,7 @@ from torch import nn
 from bayesinv.errors import WeightsError
 from bayesinv.priors.hub import models_root, verify_checksums
 from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
-from bayesinv.priors.networks.loop import (LOSS_LOG_NAME, load_weights, output_folder, read_toml_config,
+from bayesinv.priors.networks.loop import (CHECKSUMS_NAME, INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, load_weights, output_folder, read_toml_config,
                                            save_weights, train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
 from bayesinv.priors.training import phantom_batches, write_checksums
@@ -42,10 +42,6 @@ from bayesinv.samplers.dirac import DiracModel
 
 __all__ = ["DiracNetwork", "dirac_loss", "read_config", "build_model_parts", "train_from_config", "load_dirac",
            "WEIGHTS_NAME", "CHECKSUMS_NAME"]
-
-WEIGHTS_NAME = "weights.safetensors"
-CHECKSUMS_NAME = "SHA256SUMS"
-INFO_NAME = "train_info.json"
 
 
 class DiracNetwork(nn.Module):

@@ -41,10 +41,14 @@ from tqdm.auto import tqdm
 
 __all__ = ["TrainResult", "train_loop", "read_toml_config", "train_from_table", "output_folder", "ema_update",
            "save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "sha256_file", "step_generator",
-           "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
+           "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME", "WEIGHTS_NAME", "CHECKSUMS_NAME", "INFO_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOSS_LOG_NAME = "loss.csv"
+# the file names of a shipped model folder, shared by the prior, Dirac and baseline networks
+WEIGHTS_NAME = "weights.safetensors"
+CHECKSUMS_NAME = "SHA256SUMS"
+INFO_NAME = "train_info.json"
 
 
 class TrainResult(NamedTuple):

@@ -30,12 +30,10 @@ from torch import nn
 
 from bayesinv.errors import ShapeError, WeightsError
 from bayesinv.priors.hub import models_root, verify_checksums
+from bayesinv.priors.networks.loop import CHECKSUMS_NAME, WEIGHTS_NAME
 
 __all__ = ["ConvRegulariser", "NeumannNetwork", "VAE", "build_network", "load_model", "load_for_operator",
            "WEIGHTS_NAME", "CHECKSUMS_NAME"]
-
-WEIGHTS_NAME = "weights.safetensors"
-CHECKSUMS_NAME = "SHA256SUMS"
 
 
 class ConvRegulariser(nn.Module):
