@@ -38,22 +38,65 @@ TRAIN_TARGETS: dict[str, tuple[str, str]] = {
 }
 
 
+DIRAC_RECIPES = {"blur": "dirac-blur32", "inpaint": "dirac-inpaint32"}  # --degradation -> shipped model folder
+
+
 def _add_train(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", required=True)
     for target, (_, help_text) in TRAIN_TARGETS.items():
         q = sub.add_parser(target, help=f"train {help_text} from a config TOML (models/<name>/config.toml)")
-        q.add_argument("--config", required=True, help="path to the config TOML")
-        q.add_argument("--out", default=None, help="output folder (default: from the config)")
+        source = q.add_mutually_exclusive_group(required=True)
+        source.add_argument("--config", help="path to the config TOML")
+        if target == "dirac":
+            source.add_argument("--degradation", choices=list(DIRAC_RECIPES),
+                                help="start from the shipped recipe models/dirac-<degradation>32/config.toml "
+                                     "(default --out: ./dirac-<degradation>32, the shipped model is left alone)")
+        q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                       help="override a config value (TOML), repeatable: e.g. training.max_steps=500"
+                            + (", training.lookahead=0.1 (the incremental-reconstruction loss; 1.0 is the x0 loss)"
+                               if target == "dirac" else ""))
+        q.add_argument("--out", default=None, help="output folder (default: the config's folder)")
         q.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
         q.add_argument("--no-resume", action="store_true", help="start from scratch even if a checkpoint exists")
+        q.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def apply_overrides(cfg: dict, items: Sequence[str]) -> dict:
+    """Set ``section.key`` (or a top-level ``key``) of a config to the TOML value of each ``SECTION.KEY=VALUE``;
+    unknown sections are an error, so a typo does not train a different model silently."""
+    for item in items:
+        dotted, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set needs SECTION.KEY=VALUE, got {item!r}")
+        *sections, key = dotted.strip().split(".")
+        table = cfg
+        for name in sections:
+            if not isinstance(table.get(name), dict):
+                raise ValueError(f"--set {item!r}: the config has no [{'.'.join(sections)}] section "
+                                 f"(sections: {sorted(k for k, v in cfg.items() if isinstance(v, dict))})")
+            table = table[name]
+        table[key] = parse_options([f"v={value}"])["v"]
+        if isinstance(table[key], tuple):
+            table[key] = list(table[key])
+    return cfg
 
 
 def _run_train(args: argparse.Namespace) -> int:
     import importlib
 
     module = importlib.import_module(TRAIN_TARGETS[args.what][0])
-    path = module.train_from_config(args.config, out_dir=args.out, device=args.device, resume=not args.no_resume,
-                                    target=args.what)
+    config, out = args.config, args.out
+    if getattr(args, "degradation", None):
+        from bayesinv.priors.hub import models_root
+
+        config = models_root() / DIRAC_RECIPES[args.degradation] / "config.toml"
+        out = out if out is not None else DIRAC_RECIPES[args.degradation]
+    if args.overrides:
+        if out is None:
+            raise ValueError("--set changes the config: give --out, so that the config file stays as it is")
+        config = apply_overrides(module.read_config(config), args.overrides)
+    path = module.train_from_config(config, out_dir=out, device=args.device, resume=not args.no_resume,
+                                    target=args.what, progress=not args.no_progress)
     print(f"weights: {path}")
     return 0
 

@@ -34,3 +34,37 @@ def test_sample_runs_dirac_po_and_do_on_the_shipped_network(tmp_path, monkeypatc
         meta = json.loads((tmp_path / variant / "posterior.safetensors.json").read_text())
         assert meta["settings"]["variant"] == variant and meta["sampler"] == "dirac"
         assert (tmp_path / variant / "posterior.png").stat().st_size > 0
+
+
+TINY_DIRAC = ["network.base_channels=8", "network.channel_mults=[1]", "network.num_res_blocks=1",
+              "network.attention_resolutions=[]", "training.batch_size=2", "training.max_steps=2",
+              "training.prefetch=0", "training.warmup_steps=1"]
+
+
+def test_train_dirac_from_the_shipped_recipe_with_overrides(tmp_path, monkeypatch):
+    """``bayesinv train dirac --degradation inpaint --set training.lookahead=0.1``: the shipped recipe with the
+    incremental loss, written to ./dirac-inpaint32 with the config it was trained with; models/ is untouched."""
+    import tomllib
+
+    from bayesinv.priors.hub import models_root
+
+    shipped = (models_root() / "dirac-inpaint32" / "SHA256SUMS").read_text()
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "dirac", "--degradation", "inpaint", "--no-progress", "--set", "training.lookahead=0.1"]
+    assert main(argv + [f"--set={item}" for item in TINY_DIRAC]) == 0
+    cfg = tomllib.loads((tmp_path / "dirac-inpaint32" / "config.toml").read_text())
+    assert cfg["training"]["lookahead"] == 0.1 and cfg["network"]["channel_mults"] == [1]
+    assert cfg["degradation"]["kind"] == "inpaint"  # the rest is the shipped recipe
+    info = json.loads((tmp_path / "dirac-inpaint32" / "train_info.json").read_text())
+    assert info["steps"] == 2
+    assert (models_root() / "dirac-inpaint32" / "SHA256SUMS").read_text() == shipped
+
+
+def test_train_refuses_bad_overrides_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "dirac", "--degradation", "blur", "--set", "trainig.lookahead=0.1"]) == 2
+    assert "no [trainig] section" in capsys.readouterr().err
+    config = str(tmp_path / "missing.toml")
+    assert main(["train", "prior", "--config", config, "--set", "training.max_steps=1"]) == 2
+    assert "give --out" in capsys.readouterr().err
+    assert not (tmp_path / "dirac-blur32").exists()
