@@ -11,7 +11,9 @@ and the MMSE denoiser is the responsibility-weighted average of the component po
     r_k(x_t) = w_k N_k(x_t) / sum_j w_j N_j(x_t)   (computed with log-sum-exp).
 
 Each covariance is eigen-decomposed once, so every noise level costs ``O(K d^2)`` per sample
-(``O(K d)`` when all covariances are diagonal). :func:`grid_mixture` builds the benchmark of Cardoso
+(``O(K d)`` when all covariances are diagonal). Isotropic components (``Sigma_k = s_k I``, as in the testbed) never
+form the ``(B, K, d)`` residuals: ``||x - a mu_k||^2 = ||x||^2 - 2 a <x, mu_k> + a^2 ||mu_k||^2`` is a matrix
+product, as is the denoiser's shrinkage, which makes the testbed's samplers several times faster at d = 80. :func:`grid_mixture` builds the benchmark of Cardoso
 et al. 2023, "Monte Carlo guided diffusion for Bayesian linear inverse problems" (MCGdiff, ICLR 2024).
 
 >>> import torch
@@ -31,7 +33,7 @@ from pyro.distributions import constraints
 from bayesinv._validation import check_finite
 from bayesinv.errors import ShapeError
 from bayesinv.priors.base import ScorePrior
-from bayesinv.priors.gaussian import (as_event_batch, batch_coefficients, gaussian_log_density,
+from bayesinv.priors.gaussian import (_LOG_2PI, as_event_batch, batch_coefficients, gaussian_log_density,
                                      symmetric_eigh)
 from bayesinv.priors.schedules import Schedule, vp_linear
 
@@ -77,6 +79,9 @@ class GaussianMixturePrior(ScorePrior):
         self.weights = weights / weights.sum()
         self.means = means.reshape(k, d).clone()
         self._eigvals, self._eigvecs = self._decompose(torch.as_tensor(covs, dtype=torch.float64), k, d)
+        isotropic = self._eigvecs is None and bool((self._eigvals == self._eigvals[:, :1]).all())
+        self._iso_var = self._eigvals[:, 0].clone() if isotropic else None  # (K,) s_k, or None
+        self._mean_sq = (self.means**2).sum(1)  # (K,)
         super().__init__(event_shape, schedule if schedule is not None else vp_linear(), validate_args=validate_args)
 
     @staticmethod
@@ -137,6 +142,20 @@ class GaussianMixturePrior(ScorePrior):
         alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
         return self._components_at(xf, alpha, sigma)
 
+    def _log_joint(self, xf: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``log w_k + log N(x; alpha mu_k, alpha^2 Sigma_k + sigma^2 I)``: ``(B, K)``."""
+        if self._iso_var is not None:
+            return self._isotropic_parts(xf, alpha, sigma)[1]
+        return self._components_at(xf, alpha, sigma)[-1]
+
+    def _isotropic_parts(self, xf, alpha, sigma) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noisy variances ``(B, K)`` and log-joints ``(B, K)`` of isotropic components, by matrix products."""
+        a = alpha[:, None]
+        sq = ((xf**2).sum(1, keepdim=True) - 2 * a * (xf @ self.means.T) + a**2 * self._mean_sq).clamp_min(0.0)
+        var = a**2 * self._iso_var + sigma[:, None] ** 2
+        d = xf.shape[1]
+        return var, self.weights.log() - 0.5 * (sq / var + d * var.log() + d * _LOG_2PI)
+
     def _components_at(self, xf, alpha, sigma):
         resid = xf[:, None, :] - alpha[:, None, None] * self.means  # (B, K, d)
         coef = resid if self._eigvecs is None else torch.einsum("bkd,kde->bke", resid, self._eigvecs)
@@ -146,6 +165,13 @@ class GaussianMixturePrior(ScorePrior):
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         xf = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
+        if self._iso_var is not None:  # sum_k r_k c_k (x - a mu_k) with c_k = a s_k / (a^2 s_k + sigma^2)
+            alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
+            var, log_joint = self._isotropic_parts(xf, alpha, sigma)
+            resp = torch.softmax(log_joint, dim=1)
+            weighted = resp * (alpha[:, None] * self._iso_var / var)
+            out = resp @ self.means + weighted.sum(1, keepdim=True) * xf - alpha[:, None] * (weighted @ self.means)
+            return out.reshape(x_t.shape).to(x_t.dtype)
         alpha, coef, var, log_joint = self._components(xf, t)
         resp = torch.softmax(log_joint, dim=1)  # (B, K)
         shrunk = resp[:, :, None] * (alpha[:, None, None] * self._eigvals / var * coef)
@@ -157,12 +183,12 @@ class GaussianMixturePrior(ScorePrior):
     def responsibilities(self, x_t: torch.Tensor, t) -> torch.Tensor:
         """``p(k | x_t)`` for each component: ``(B, K)``."""
         xf, _ = as_event_batch("x_t", x_t, self.event_shape)
-        return torch.softmax(self._components(xf, t)[-1], dim=1)
+        return torch.softmax(self._log_joint(xf, *batch_coefficients(self.schedule, t, xf.shape[0])), dim=1)
 
     def noisy_log_prob(self, x_t: torch.Tensor, t) -> torch.Tensor:
         """Exact ``log p_t(x_t) = logsumexp_k [log w_k + log N(x_t; alpha mu_k, alpha^2 Sigma_k + sigma^2 I)]``."""
         xf, _ = as_event_batch("x_t", x_t, self.event_shape)
-        return torch.logsumexp(self._components(xf, t)[-1], dim=1)
+        return torch.logsumexp(self._log_joint(xf, *batch_coefficients(self.schedule, t, xf.shape[0])), dim=1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Exact mixture log-density over the event dims (raises if a covariance is singular)."""
@@ -170,7 +196,7 @@ class GaussianMixturePrior(ScorePrior):
         if bool((self._eigvals <= 0).any()):
             raise ValueError("log_prob needs positive-definite component covariances; one is singular")
         ones = torch.ones(xf.shape[0], dtype=torch.float64)
-        log_joint = self._components_at(xf, ones, torch.zeros_like(ones))[-1]
+        log_joint = self._log_joint(xf, ones, torch.zeros_like(ones))
         return torch.logsumexp(log_joint, dim=1).reshape(batch)
 
     # -- sampling ---------------------------------------------------------------------------------
