@@ -11,12 +11,12 @@ so ``lookahead = 1`` is the x0 loss and a small look-ahead is the paper's increm
 (``A_{t - Delta t}``). The paper's claim: the incremental loss favours perception (Dirac-PO), the x0 loss
 distortion (Dirac-DO).
 
-    python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 1.0 --images 0   # one process
-    python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 0.1 --images 0   # another
-    python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 1.0 0.1 --evaluate-only --images 32
+    python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 1.0 --steps 1500 --images 0  # one process
+    python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 0.1 --steps 1500 --images 0  # another
+    python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 1.0 0.1 --evaluate-only --images 128
 
-The README's numbers: 500 steps of batch 32 per network (495 and 498: those runs were capped at 25 minutes
-of a shared 2-core CPU), 32 test images.
+The README's numbers: 1500 steps of batch 32 per network (about 58 minutes each, one thread, two at a time on 2
+cores; a run stopped by --minutes resumes from its checkpoint with a larger --steps), 128 test images.
 """
 
 from __future__ import annotations
