@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from bayesinv.errors import NoDensityError
 from bayesinv.priors.base import ScorePrior
 from bayesinv.priors.networks.denoiser import Denoiser
+from bayesinv.priors.networks.unet import inference_layout
 from bayesinv.priors.schedules import Schedule
 
 __all__ = ["DiffusionPrior", "SAMPLING_METHODS"]
@@ -65,7 +66,7 @@ class DiffusionPrior(ScorePrior):
             if cfg is None or not hasattr(cfg, "image_size"):
                 raise ValueError("event_shape is needed for a network without a config.image_size")
             event_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        self.denoiser = Denoiser(network.eval().requires_grad_(False), schedule, parametrisation)
+        self.denoiser = Denoiser(inference_layout(network.eval().requires_grad_(False)), schedule, parametrisation)
         self.name = name
         super().__init__(event_shape, schedule, validate_args=validate_args)
 
@@ -83,7 +84,7 @@ class DiffusionPrior(ScorePrior):
 
     def to(self, device: str | torch.device) -> "DiffusionPrior":
         """Move the network to ``device`` (in place) and return the prior."""
-        self.network.to(device)
+        inference_layout(self.network.to(device))
         return self
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:

@@ -36,7 +36,7 @@ from bayesinv.priors.hub import models_root, verify_checksums
 from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
 from bayesinv.priors.networks.loop import (CHECKSUMS_NAME, INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, load_weights, output_folder, read_toml_config,
                                            save_weights, train_from_table)
-from bayesinv.priors.networks.unet import UNet, count_parameters
+from bayesinv.priors.networks.unet import UNet, count_parameters, inference_layout
 from bayesinv.priors.training import phantom_batches, write_checksums
 from bayesinv.samplers.dirac import DiracModel
 
@@ -175,7 +175,7 @@ def _load_verified(folder: Path, device: str | torch.device) -> DiracModel:
     with torch.random.fork_rng(devices=[]):  # the random initialisation is overwritten; leave global state alone
         network, degradation, noise = build_model_parts(cfg)
     load_weights(network, folder / WEIGHTS_NAME, device=device)
-    network = network.to(device).eval().requires_grad_(False)
+    network = inference_layout(network.to(device).eval().requires_grad_(False))
 
     def denoiser(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = network(y_t.to(device=device, dtype=torch.float32), t.to(device=device, dtype=torch.float32))

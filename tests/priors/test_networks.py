@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from bayesinv.priors.networks import (PARAMETRISATIONS, Denoiser, UNet, count_parameters, output_to_x0,
-                                      timestep_embedding, training_target, x0_to_output)
+from bayesinv.priors.networks import (PARAMETRISATIONS, Denoiser, UNet, count_parameters, inference_layout,
+                                      output_to_x0, save_weights, sha256_file, timestep_embedding, training_target,
+                                      x0_to_output)
 from bayesinv.priors.schedules import ve_geometric, vp_cosine, vp_linear
 
 
@@ -55,6 +56,23 @@ def test_unet_batch_elements_are_independent():
     full = net(x, t)
     for i in range(4):
         torch.testing.assert_close(net(x[i:i + 1], t[i:i + 1]), full[i:i + 1], rtol=1e-10, atol=1e-12)
+
+
+def test_inference_layout_changes_storage_not_values(tmp_path):
+    """Channels-last weights on the CPU: same state dict, same saved bytes, outputs equal to float32 rounding."""
+    net = _randomise_output(_tiny()).eval()
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    t = torch.tensor([2.0, 50.0, 700.0])
+    before, state = net(x, t), {k: v.clone() for k, v in net.state_dict().items()}
+    save_weights(net, tmp_path / "a.safetensors")
+    assert inference_layout(net) is net
+    convs = [p for p in net.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1]  # not 1x1
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs)
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    save_weights(net, tmp_path / "b.safetensors")
+    assert sha256_file(tmp_path / "a.safetensors") == sha256_file(tmp_path / "b.safetensors")
+    # the two layouts sum in different orders: float32 rounding (~1e-6 here; the weights are a fresh random init)
+    torch.testing.assert_close(net(x, t), before, rtol=1e-4, atol=1e-5)
 
 
 def test_unet_errors():
