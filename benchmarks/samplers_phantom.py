@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--throughput-sampler", default="dps", choices=list(SAMPLERS))
     parser.add_argument("--throughput-steps", type=int, default=20)
     parser.add_argument("--throughput-chains", type=int, default=16, help="chains batched vs one at a time (0: skip)")
+    parser.add_argument("--throughput-repeats", type=int, default=3,
+                        help="interleaved repeats of the throughput pair and the network-cost pair (medians printed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--quick", action="store_true", help="1 image, 4 chains, short runs")
@@ -159,13 +161,18 @@ def main() -> None:
                   flush=True)
     if not args.throughput_chains:
         return
-    batched, sequential, ratio = throughput(args.throughput_sampler, prior, args)
-    kind = SAMPLERS[args.throughput_sampler][1]
-    one, many = network_cost(prior, 1, kind), network_cost(prior, args.throughput_chains, kind)
-    print(f"\none network call ({kind}): {one * 1000:.1f} ms at batch 1, {many * 1000:.1f} ms at batch "
-          f"{args.throughput_chains}: {args.throughput_chains * one / many:.2f}x per chain (the bound for batching)")
-    print(f"throughput ({args.throughput_sampler}, {args.throughput_steps} steps, deblur): {args.throughput_chains} "
-          f"chains batched {batched:.1f} s, one at a time {sequential:.1f} s: {ratio:.2f}x")
+    kind, chains = SAMPLERS[args.throughput_sampler][1], args.throughput_chains
+    print(f"\nthroughput ({args.throughput_sampler}, {args.throughput_steps} steps, deblur), {chains} chains:")
+    ratios, bounds = [], []
+    for r in range(args.throughput_repeats):  # interleaved, so that a drift in the machine's load hits both
+        batched, sequential, ratio = throughput(args.throughput_sampler, prior, args)
+        one, many = network_cost(prior, 1, kind), network_cost(prior, chains, kind)
+        ratios.append(ratio)
+        bounds.append(chains * one / many)
+        print(f"  repeat {r + 1}: batched {batched:.1f} s, one at a time {sequential:.1f} s: {ratio:.2f}x; one network "
+              f"call ({kind}) {one * 1000:.1f} ms at batch 1, {many * 1000:.1f} ms at batch {chains}: "
+              f"{bounds[-1]:.2f}x per chain (the bound for batching)", flush=True)
+    print(f"median: sampler {statistics.median(ratios):.2f}x, network bound {statistics.median(bounds):.2f}x")
 
 
 if __name__ == "__main__":
