@@ -7,7 +7,8 @@ safetensors form (``use_safetensors=True``: no pickle). The scheduler's ``beta_s
 :class:`~bayesinv.priors.schedules.Schedule` (``linear``, ``scaled_linear``, ``squaredcos_cap_v2``) and its
 ``prediction_type`` the parametrisation (``epsilon`` -> eps, ``sample`` -> x0, ``v_prediction`` -> v); the
 denoiser, score and samplers are then bayesinv's own. Note: most diffusers checkpoints model images in
-``[-1, 1]``; the prior lives in the model's own pixel units.
+``[-1, 1]``; the prior lives in the model's own pixel units (``pixel_range``, default ``(-1, 1)``, sets the
+samplers' scale defaults).
 
 ``diffusers`` is an optional dependency (``pip install bayesinv[diffusers]``).
 """
@@ -70,7 +71,8 @@ def _find(folder: Path) -> tuple[Path, Path]:
                        f"scheduler_config.json beside it")
 
 
-def load_diffusers_prior(folder: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> DiffusionPrior:
+def load_diffusers_prior(folder: str | Path, *, device: str | torch.device = "cpu", name: str = "",
+                         pixel_range: tuple[float, float] = (-1.0, 1.0)) -> DiffusionPrior:
     """A :class:`DiffusionPrior` from a local diffusers folder (see the module docstring)."""
     try:
         from diffusers import UNet2DModel
@@ -86,5 +88,6 @@ def load_diffusers_prior(folder: str | Path, *, device: str | torch.device = "cp
     size = unet.config.sample_size
     size = (size, size) if isinstance(size, int) else tuple(size)
     prior = DiffusionPrior(DiffusersUNet(unet), schedule_from_diffusers_config(config), _PREDICTION[prediction],
-                           event_shape=(unet.config.in_channels, *size), name=name or Path(folder).name)
+                           event_shape=(unet.config.in_channels, *size), name=name or Path(folder).name,
+                           pixel_range=pixel_range)
     return prior.to(device)

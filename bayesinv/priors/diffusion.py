@@ -52,6 +52,9 @@ class DiffusionPrior(ScorePrior):
     schedule : the schedule it was trained with.
     event_shape : ``(C, H, W)``; default ``(in_channels, image_size, image_size)`` from ``network.config``.
     name : a label (the model folder's name for :func:`~bayesinv.priors.hub.load_prior`).
+    pixel_range : ``(lo, hi)``, the range of the training images' pixels (default ``(0, 1)``; diffusers
+        checkpoints usually ``(-1, 1)``). Samplers read their scale defaults from it where an exact prior would
+        give its variance: score-SDE's consistency cutoff and annealed Langevin's top noise level.
 
     The network is put in eval mode and its gradients are not tracked by the prior; ``denoise`` is still
     differentiable in ``x_t`` (DPS backpropagates through it).
@@ -60,7 +63,8 @@ class DiffusionPrior(ScorePrior):
     support = torch.distributions.constraints.real_vector
 
     def __init__(self, network: nn.Module, schedule: Schedule, parametrisation: str = "eps", *,
-                 event_shape: Sequence[int] | None = None, name: str = "", validate_args=None):
+                 event_shape: Sequence[int] | None = None, name: str = "",
+                 pixel_range: tuple[float, float] = (0.0, 1.0), validate_args=None):
         if event_shape is None:
             cfg = getattr(network, "config", None)
             if cfg is None or not hasattr(cfg, "image_size"):
@@ -68,6 +72,10 @@ class DiffusionPrior(ScorePrior):
             event_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
         self.denoiser = Denoiser(inference_layout(network.eval().requires_grad_(False)), schedule, parametrisation)
         self.name = name
+        lo, hi = (float(v) for v in pixel_range)
+        if not lo < hi:
+            raise ValueError(f"pixel_range must be (lo, hi) with lo < hi, got {tuple(pixel_range)}")
+        self.pixel_range = (lo, hi)
         super().__init__(event_shape, schedule, validate_args=validate_args)
 
     @property

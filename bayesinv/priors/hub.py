@@ -4,7 +4,9 @@ A model folder holds ``config.toml`` (architecture, schedule, parametrisation, t
 ``weights.safetensors`` (the EMA weights), ``SHA256SUMS`` (``sha256sum`` format) and ``MODEL_CARD.md``.
 :func:`load_prior` checks that each of them exists and that every file listed in ``SHA256SUMS`` hashes to
 the recorded value before anything is read, then builds the network from the config and loads the
-safetensors weights (a format that stores tensors only, so loading cannot execute code).
+safetensors weights (a format that stores tensors only, so loading cannot execute code). An optional
+``[data] pixel_range = [lo, hi]`` (default ``[0, 1]``) tells samplers the training images' range, from which they
+take their scale defaults (score-SDE's consistency cutoff, annealed Langevin's top noise level).
 
 The models folder is, in order: the ``root`` argument, the ``BAYESINV_MODELS`` environment variable, or
 ``models/`` at the root of the bayesinv checkout (the package is installed with ``pip install -e .``).
@@ -124,5 +126,6 @@ def build_prior(folder: str | Path, *, device: str | torch.device = "cpu") -> Di
     network = build_network(cfg)
     load_weights(network, folder / WEIGHTS_NAME, device="cpu")
     prior = DiffusionPrior(network, build_schedule(cfg), cfg["network"].get("parametrisation", "eps"),
-                           name=cfg.get("name", folder.name))
+                           name=cfg.get("name", folder.name),
+                           pixel_range=tuple(cfg["data"].get("pixel_range", (0.0, 1.0))))
     return prior.to(device)

@@ -146,13 +146,27 @@ def grad_log_likelihood(problem: InverseProblem, x: torch.Tensor, y: torch.Tenso
     return ll.detach(), grad
 
 
-def prior_scale(prior) -> float | None:
-    """The prior's root mean marginal variance, or ``None`` for priors without one (network priors; samplers
-    then assume images in ``[0, 1]``)."""
+#: the scale of a prior without an explicit variance (a network prior), as a fraction of its pixel range
+#: (phantom32's training images: root mean pixel variance 0.110 in [0, 1])
+NETWORK_SCALE_FRACTION = 0.1
+
+
+def pixel_span(prior) -> float | None:
+    """``hi - lo`` of the pixel range of a prior without an explicit variance (a network prior's ``pixel_range``;
+    ``(0, 1)`` when it declares none), or ``None`` for priors with a variance (the exact testbeds)."""
     try:
-        return float(prior.variance.mean().sqrt())
+        prior.variance
     except NotImplementedError:
-        return None
+        lo, hi = getattr(prior, "pixel_range", (0.0, 1.0))
+        return float(hi) - float(lo)
+    return None
+
+
+def prior_scale(prior) -> float:
+    """The prior's root mean marginal variance, or ``NETWORK_SCALE_FRACTION`` of the pixel span for priors
+    without one (network priors)."""
+    span = pixel_span(prior)
+    return NETWORK_SCALE_FRACTION * span if span is not None else float(prior.variance.mean().sqrt())
 
 
 def gaussian_noise_std(problem: InverseProblem, latents: Mapping[str, torch.Tensor]) -> torch.Tensor | float | None:

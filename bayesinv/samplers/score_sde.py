@@ -17,7 +17,8 @@ chains diverge. ``cutoff`` generalises ``Lambda`` to any operator with an SVD: `
 the components with singular value ``s_k > cutoff``, and the others are left to the prior, as the
 unmeasured k-space lines are in the paper. The default cutoff ``min(sigma_y / tau, 0.5 s_max)`` keeps the
 noise ``sigma_y / s`` that ``A^+`` puts in a measured component below the prior's scale ``tau`` (its root
-mean variance where the prior has one; 0.1 for network priors, whose images lie in ``[0, 1]``) and never
+mean variance where the prior has one; for network priors 0.1 of their ``pixel_range``, i.e. 0.1 for images in
+``[0, 1]``) and never
 drops the best-measured components. Noiseless data (``sigma_y = 0``) give the paper's map, and so does any
 cutoff below ``s_max`` for masks and subsampled Fourier operators (singular values 0 or 1). On one
 calibration phantom (phantom32, deblurring std 1.5 px, sigma_y = 0.05, 50 steps, 2 chains) the PSNR of the
@@ -65,10 +66,6 @@ from bayesinv.samplers import _common as C
 
 __all__ = ["sample_score_sde", "predictor_step", "corrector_step", "data_consistency", "truncated_pinv",
            "ScoreSDEState"]
-
-
-#: the prior scale ``tau`` assumed for priors without a variance (network priors over images in [0, 1])
-NETWORK_PRIOR_SCALE = 0.1
 
 
 class ScoreSDEState(NamedTuple):
@@ -136,11 +133,11 @@ def corrector_step(state: ScoreSDEState, *, prior, snr: float, noise: torch.Tens
 
 def _default_cutoff(problem: InverseProblem, svd: SVD | None) -> float:
     """``min(sigma_y / tau, 0.5 s_max)`` for a known Gaussian ``sigma_y`` and an operator with an SVD, else 0;
-    ``tau`` is the prior's root mean variance, or 0.1 where the prior has none (module docstring)."""
+    ``tau`` is the prior's root mean variance, or 0.1 of a network prior's pixel range (module docstring)."""
     sigma = getattr(problem.noise, "sigma", None)
     if svd is None or not isinstance(sigma, float) or svd.singulars.numel() == 0:
         return 0.0
-    tau = C.prior_scale(problem.prior) or NETWORK_PRIOR_SCALE
+    tau = C.prior_scale(problem.prior)
     return min(sigma / tau, 0.5 * float(svd.singulars.max()))
 
 

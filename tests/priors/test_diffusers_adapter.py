@@ -25,7 +25,7 @@ def _save(folder, prediction_type, beta_schedule):
 def test_denoiser_matches_diffusers_pred_original_sample(tmp_path, prediction_type, beta_schedule):
     unet, sched = _save(tmp_path, prediction_type, beta_schedule)
     prior = load_diffusers_prior(tmp_path)
-    assert tuple(prior.event_shape) == (1, 8, 8)
+    assert tuple(prior.event_shape) == (1, 8, 8) and prior.pixel_range == (-1.0, 1.0)  # diffusers images: [-1, 1]
     torch.testing.assert_close(prior.schedule.alphas_cumprod, sched.alphas_cumprod.double(), rtol=1e-5, atol=1e-7)
     x_t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     for t in (0, 37, 99):

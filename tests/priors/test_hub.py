@@ -118,3 +118,19 @@ class _Exploit:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_pixel_range_comes_from_the_config(tmp_path):
+    """``[data] pixel_range`` (default [0, 1]) reaches the prior, where samplers read their scale defaults."""
+    assert hub.load_prior(_model(tmp_path / "unit")).pixel_range == (0.0, 1.0)
+    folder = tmp_path / "signed"
+    folder.mkdir()
+    (folder / "config.toml").write_text(CONFIG.replace("[data]\n", "[data]\npixel_range = [-1, 1]\n"))
+    save_weights(UNet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(),
+                      image_size=8), folder / "weights.safetensors")
+    (folder / "MODEL_CARD.md").write_text("# signed\n")
+    write_checksums(folder)
+    prior = hub.load_prior(folder)
+    assert prior.pixel_range == (-1.0, 1.0)
+    with pytest.raises(ValueError, match="lo < hi"):
+        DiffusionPrior(prior.network, prior.schedule, pixel_range=(1.0, 1.0))

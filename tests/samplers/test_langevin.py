@@ -156,9 +156,12 @@ def test_default_top_level_is_capped_at_sqrt_d_for_network_priors(generator):
     schedule = vp_linear(1000)  # DDPM's: top level ~157
     levels = schedule.sigma / schedule.alpha
     network = TinyNetworkPrior(9, generator, schedule=schedule)
+    signed = TinyNetworkPrior(9, generator, schedule=schedule)
+    signed.pixel_range = (-1.0, 1.0)  # e.g. a diffusers checkpoint: the largest distance is 2 sqrt(d)
     analytic = GaussianPrior(torch.zeros(9, dtype=torch.float64), 1.0, schedule=schedule)
     assert float(levels.max()) > 3 * 10
     for prior, expected in ((network, float(levels[schedule.timestep_for_noise_level(3.0)])),
+                            (signed, float(levels[schedule.timestep_for_noise_level(6.0)])),
                             (analytic, float(levels.max()))):
         problem = InverseProblem(Identity((9,)), Gaussian(0.1), prior)
         post = sample_annealed_langevin(problem, torch.zeros(1, 9, dtype=torch.float64), num_samples=1, steps=2,

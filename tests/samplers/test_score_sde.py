@@ -17,7 +17,7 @@ from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, exact_posterior, ve_geometric, vp_linear
 from bayesinv.samplers.score_sde import (ScoreSDEState, corrector_step, data_consistency, predictor_step,
                                          sample_score_sde, truncated_pinv)
-from tests.samplers.helpers import DFTOperator, flat_problem, mixture_bed, sw_ratio
+from tests.samplers.helpers import DFTOperator, TinyNetworkPrior, flat_problem, mixture_bed, sw_ratio
 
 
 def test_data_consistency_matches_dense_pseudo_inverse(generator):
@@ -176,3 +176,24 @@ def test_cutoff_needs_an_svd(generator):
     assert post.settings["cutoff"] == 0.0
     with pytest.raises(ValueError, match="cutoff .* SVD"):
         sample_score_sde(problem, y, num_samples=1, generator=generator, cutoff=0.1, progress=False)
+
+
+def test_default_cutoff_reads_the_priors_scale(generator):
+    """``min(sigma_y / tau, 0.5 s_max)``: tau is the root mean variance of an exact prior, and 0.1 of the pixel
+    range of a network prior (0.1 for [0, 1], 0.2 for a diffusers-style [-1, 1])."""
+    from bayesinv.samplers._common import pixel_span, prior_scale
+    from bayesinv.samplers.score_sde import _default_cutoff
+
+    op = MatrixOperator(torch.randn(20, 64, generator=generator, dtype=torch.float64))
+    svd = op.svd_or_none()
+    assert svd is not None
+    s_max = float(svd.singulars.max())
+    unit, signed = TinyNetworkPrior(64, generator), TinyNetworkPrior(64, generator)
+    signed.pixel_range = (-1.0, 1.0)
+    exact = GaussianPrior(torch.zeros(64, dtype=torch.float64), 0.25)
+    assert (pixel_span(unit), pixel_span(signed), pixel_span(exact)) == (1.0, 2.0, None)
+    assert (prior_scale(unit), prior_scale(signed)) == pytest.approx((0.1, 0.2))
+    assert prior_scale(exact) == pytest.approx(0.5)
+    for prior, tau in ((unit, 0.1), (signed, 0.2), (exact, 0.5)):
+        cutoff = _default_cutoff(InverseProblem(op, Gaussian(0.02), prior), svd)
+        assert cutoff == pytest.approx(min(0.02 / tau, 0.5 * s_max))
