@@ -15,7 +15,7 @@ distortion (Dirac-DO).
     python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 0.1 --steps 1500 --images 0  # another
     python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 1.0 0.1 --evaluate-only --images 128
 
-The README's numbers: 1500 steps of batch 32 per network (about 58 minutes each, one thread, two at a time on 2
+The README's numbers: deblurring 1500 steps (inpainting 1000) of batch 32 per network (about 58 minutes each, one thread, two at a time on 2
 cores; a run stopped by --minutes resumes from its checkpoint with a larger --steps), 128 test images.
 """
 
