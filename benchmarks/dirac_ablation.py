@@ -15,8 +15,9 @@ distortion (Dirac-DO).
     python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 0.1 --steps 1500 --images 0  # another
     python benchmarks/dirac_ablation.py --out dirac-ablation --lookaheads 1.0 0.1 --evaluate-only --images 128
 
-The README's numbers: deblurring 1500 steps (inpainting 1000) of batch 32 per network (about 58 minutes each, one thread, two at a time on 2
-cores; a run stopped by --minutes resumes from its checkpoint with a larger --steps), 128 test images.
+The README's numbers: deblurring 1500 steps of batch 32 per network (about 58 minutes each, one thread, two at
+a time on 2 cores), 128 test images; inpainting 1000 steps (24 minutes each), 64 test images. A run stopped by
+--minutes resumes from its checkpoint with a larger --steps.
 """
 
 from __future__ import annotations
