@@ -75,9 +75,7 @@ def apply_overrides(cfg: dict, items: Sequence[str]) -> dict:
                 raise ValueError(f"--set {item!r}: the config has no [{'.'.join(sections)}] section "
                                  f"(sections: {sorted(k for k, v in cfg.items() if isinstance(v, dict))})")
             table = table[name]
-        table[key] = parse_options([f"v={value}"])["v"]
-        if isinstance(table[key], tuple):
-            table[key] = list(table[key])
+        table[key] = toml_value(value)
     return cfg
 
 
@@ -117,21 +115,25 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
                         "--option 'noise_levels=[20, 0.01]'")
 
 
-def parse_options(items: Sequence[str]) -> dict:
-    """``["key=value", ...]`` -> ``{key: value}`` with TOML values (numbers, booleans, arrays, quoted strings);
-    a value that is not TOML is taken as a plain string."""
+def toml_value(text: str):
+    """The TOML value of ``text`` (number, boolean, array, quoted string), or ``text`` itself as a plain string."""
     import tomllib
 
+    try:
+        return tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def parse_options(items: Sequence[str]) -> dict:
+    """``["key=value", ...]`` -> ``{key: value}`` with :func:`toml_value` values (arrays as tuples)."""
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
             raise ValueError(f"--option needs KEY=VALUE with KEY a Python name, got {item!r}")
-        try:
-            options[key] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            options[key] = value.strip()
+        options[key] = toml_value(value)
         if isinstance(options[key], list):
             options[key] = tuple(options[key])
     return options

@@ -148,7 +148,8 @@ class LinearOperator(Operator):
         raise NotImplementedError(f"{type(self).__name__} has no cheap SVD; use CG-based methods instead")
 
     def svd_or_none(self) -> SVD | None:
-        """:meth:`svd`, or ``None`` where the operator has no cheap one (one call where ``has_svd`` + ``svd`` make two)."""
+        """:meth:`svd`, or ``None`` where the operator has no cheap one (one call where ``has_svd`` + ``svd``
+        make two)."""
         try:
             return self.svd()
         except NotImplementedError:

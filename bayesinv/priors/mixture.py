@@ -11,10 +11,11 @@ and the MMSE denoiser is the responsibility-weighted average of the component po
     r_k(x_t) = w_k N_k(x_t) / sum_j w_j N_j(x_t)   (computed with log-sum-exp).
 
 Each covariance is eigen-decomposed once, so every noise level costs ``O(K d^2)`` per sample
-(``O(K d)`` when all covariances are diagonal). Isotropic components (``Sigma_k = s_k I``, as in the testbed) never
-form the ``(B, K, d)`` residuals: ``||x - a mu_k||^2 = ||x||^2 - 2 a <x, mu_k> + a^2 ||mu_k||^2`` is a matrix
-product, as is the denoiser's shrinkage, which makes the testbed's samplers several times faster at d = 80. :func:`grid_mixture` builds the benchmark of Cardoso
-et al. 2023, "Monte Carlo guided diffusion for Bayesian linear inverse problems" (MCGdiff, ICLR 2024).
+(``O(K d)`` when all covariances are diagonal). Isotropic components (``Sigma_k = s_k I``, as in the testbed)
+never form the ``(B, K, d)`` residuals: ``||x - a mu_k||^2 = ||x||^2 - 2 a <x, mu_k> + a^2 ||mu_k||^2`` is a
+matrix product, as is the denoiser's shrinkage (``benchmarks/mixture_prior.py``: 33x at d = 80).
+:func:`grid_mixture` builds the benchmark of Cardoso et al. 2023, "Monte Carlo guided diffusion for Bayesian
+linear inverse problems" (MCGdiff, ICLR 2024).
 
 >>> import torch
 >>> prior = GaussianMixturePrior(torch.tensor([0.5, 0.5]), torch.tensor([[-2.0], [2.0]]), 1.0)
@@ -142,6 +143,10 @@ class GaussianMixturePrior(ScorePrior):
         alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
         return self._components_at(xf, alpha, sigma)
 
+    def _noisy_log_joint(self, xf: torch.Tensor, t) -> torch.Tensor:
+        """:meth:`_log_joint` at timestep(s) ``t``."""
+        return self._log_joint(xf, *batch_coefficients(self.schedule, t, xf.shape[0]))
+
     def _log_joint(self, xf: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``log w_k + log N(x; alpha mu_k, alpha^2 Sigma_k + sigma^2 I)``: ``(B, K)``."""
         if self._iso_var is not None:
@@ -183,12 +188,12 @@ class GaussianMixturePrior(ScorePrior):
     def responsibilities(self, x_t: torch.Tensor, t) -> torch.Tensor:
         """``p(k | x_t)`` for each component: ``(B, K)``."""
         xf, _ = as_event_batch("x_t", x_t, self.event_shape)
-        return torch.softmax(self._log_joint(xf, *batch_coefficients(self.schedule, t, xf.shape[0])), dim=1)
+        return torch.softmax(self._noisy_log_joint(xf, t), dim=1)
 
     def noisy_log_prob(self, x_t: torch.Tensor, t) -> torch.Tensor:
         """Exact ``log p_t(x_t) = logsumexp_k [log w_k + log N(x_t; alpha mu_k, alpha^2 Sigma_k + sigma^2 I)]``."""
         xf, _ = as_event_batch("x_t", x_t, self.event_shape)
-        return torch.logsumexp(self._log_joint(xf, *batch_coefficients(self.schedule, t, xf.shape[0])), dim=1)
+        return torch.logsumexp(self._noisy_log_joint(xf, t), dim=1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Exact mixture log-density over the event dims (raises if a covariance is singular)."""

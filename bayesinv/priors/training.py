@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
 from bayesinv.priors.networks.denoiser import Denoiser, training_target
-from bayesinv.priors.networks.loop import (CHECKSUMS_NAME, INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, output_folder, read_toml_config, save_weights,
-                                           sha256_file, train_from_table)
+from bayesinv.priors.networks.loop import (CHECKSUMS_NAME, INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, output_folder,
+                                           read_toml_config, save_weights, sha256_file, train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters
 from bayesinv.priors.schedules import Schedule, make_schedule
 

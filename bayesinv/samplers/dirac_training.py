@@ -34,8 +34,8 @@ from torch import nn
 from bayesinv.errors import WeightsError
 from bayesinv.priors.hub import models_root, verify_checksums
 from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
-from bayesinv.priors.networks.loop import (CHECKSUMS_NAME, INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, load_weights, output_folder, read_toml_config,
-                                           save_weights, train_from_table)
+from bayesinv.priors.networks.loop import (CHECKSUMS_NAME, INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, load_weights,
+                                           output_folder, read_toml_config, save_weights, train_from_table)
 from bayesinv.priors.networks.unet import UNet, count_parameters, inference_layout
 from bayesinv.priors.training import phantom_batches, write_checksums
 from bayesinv.samplers.dirac import DiracModel

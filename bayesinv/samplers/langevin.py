@@ -189,9 +189,9 @@ def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_sa
     ``steps`` is the number of noise levels ``L``, geometric between ``noise_levels = (max, min)``, each
     mapped to the nearest timestep; chains start at ``gamma_1 z``. Default: the schedule's extremes, except
     that for network priors (no explicit variance; pixels in ``prior.pixel_range``, ``(0, 1)`` by default) the
-    top level is capped at ``(hi - lo) sqrt(d)``, the largest possible distance between two such images (``sqrt(d)``
-    for images in ``[0, 1]``): Song & Ermon's (2020) rule
-    ``gamma_1 ~`` the largest distance between training images. A VP schedule's top level
+    top level is capped at ``(hi - lo) sqrt(d)``, the largest possible distance between two such images
+    (``sqrt(d)`` for images in ``[0, 1]``): Song & Ermon's (2020) rule ``gamma_1 ~`` the largest distance
+    between training images. A VP schedule's top level
     ``sigma_T / alpha_T`` is ~160 (DDPM linear), where chains with few steps per level never equilibrate
     (phantom32 deblurring, 10 x 10 steps: 4.5 dB from 157, 25.1 dB from 32, 26.7 dB from 20:
     ``benchmarks/langevin_start_level.py``; the studies pass ``noise_levels=(20, 0.01)``).

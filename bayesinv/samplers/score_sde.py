@@ -17,10 +17,9 @@ chains diverge. ``cutoff`` generalises ``Lambda`` to any operator with an SVD: `
 the components with singular value ``s_k > cutoff``, and the others are left to the prior, as the
 unmeasured k-space lines are in the paper. The default cutoff ``min(sigma_y / tau, 0.5 s_max)`` keeps the
 noise ``sigma_y / s`` that ``A^+`` puts in a measured component below the prior's scale ``tau`` (its root
-mean variance where the prior has one; for network priors 0.1 of their ``pixel_range``, i.e. 0.1 for images in
-``[0, 1]``) and never
-drops the best-measured components. Noiseless data (``sigma_y = 0``) give the paper's map, and so does any
-cutoff below ``s_max`` for masks and subsampled Fourier operators (singular values 0 or 1). On one
+mean variance where the prior has one; for network priors 0.1 of their ``pixel_range``, i.e. 0.1 for images
+in ``[0, 1]``) and never drops the best-measured components. Noiseless data (``sigma_y = 0``) give the paper's
+map, and so does any cutoff below ``s_max`` for masks and subsampled Fourier operators (singular values 0 or 1). On one
 calibration phantom (phantom32, deblurring std 1.5 px, sigma_y = 0.05, 50 steps, 2 chains) the PSNR of the
 mean is 14.8 / 19.4 / 24.1 / 25.2 / 25.6 / 23.4 dB at cutoffs 0.05 / 0.1 / 0.2 / 0.3 / 0.5 / 0.7 (the
 default is 0.5; exact ``A^+`` diverges; ``benchmarks/score_sde_cutoff.py``); the Gaussian fit to phantoms

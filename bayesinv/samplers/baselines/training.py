@@ -28,8 +28,8 @@ from torch.nn import functional as F
 
 from bayesinv.noise import as_real_view
 from bayesinv.operators.registry import make_operator
-from bayesinv.priors.networks.loop import (INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, output_folder, read_toml_config, save_weights,
-                                           train_from_table)
+from bayesinv.priors.networks.loop import (INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, output_folder, read_toml_config,
+                                           save_weights, train_from_table)
 from bayesinv.priors.training import phantom_batches, write_checksums
 from bayesinv.samplers.baselines._real import RealInput
 from bayesinv.samplers.baselines.nets import VAE, NeumannNetwork, build_network
