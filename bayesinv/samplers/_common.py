@@ -147,7 +147,7 @@ def grad_log_likelihood(problem: InverseProblem, x: torch.Tensor, y: torch.Tenso
 
 
 #: the scale of a prior without an explicit variance (a network prior), as a fraction of its pixel range
-#: (phantom32's training images: root mean pixel variance 0.110 in [0, 1])
+#: (phantom32's training images: root mean pixel variance 0.110 in [0, 1], ``python benchmarks/phantoms.py``)
 NETWORK_SCALE_FRACTION = 0.1
 
 
