@@ -31,10 +31,10 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 TRAIN_TARGETS: dict[str, tuple[str, str]] = {
     # target -> (module exposing ``train_from_config(config, out_dir=None, device="cpu", resume=True) -> Path``, help)
-    "prior": ("bayesinv.priors.training", "a diffusion prior (models/phantom32/config.toml)"),
-    "dirac": ("bayesinv.samplers.dirac_training", "a Dirac incremental-reconstruction network"),
-    "unrolled": ("bayesinv.samplers.baselines.training", "an unrolled reconstruction network"),
-    "csgm": ("bayesinv.samplers.baselines.training", "the CSGM decoder (a small VAE)"),
+    "prior": ("bayesinv.training.prior", "a diffusion prior (models/phantom32/config.toml)"),
+    "dirac": ("bayesinv.training.dirac", "a Dirac incremental-reconstruction network"),
+    "unrolled": ("bayesinv.training.baselines", "an unrolled reconstruction network"),
+    "csgm": ("bayesinv.training.baselines", "the CSGM decoder (a small VAE)"),
 }
 
 

@@ -3,7 +3,7 @@
 Trains one Dirac network per ``--lookaheads`` value on the shipped config (``models/dirac-<kind>32/config.toml``)
 with a smaller batch and an equal number of steps (CPU-sized; the shipped models had 4.6 minutes of an H200), then
 evaluates Dirac-PO and Dirac-DO of each on held-out test phantoms with ``benchmarks/dirac_table.py``'s metrics
-(PSNR, SSIM, SW-patch). The loss (``bayesinv.samplers.dirac_training``) is
+(PSNR, SSIM, SW-patch). The loss (``bayesinv.training.dirac``) is
 
     E w(t) || A_tau Phi(y_t, t) - A_tau x0 ||^2,    tau = max(t - lookahead, 0),
 
@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 
 from bayesinv.priors.hub import models_root
-from bayesinv.samplers.dirac_training import read_config, train_from_config
+from bayesinv.training.dirac import read_config, train_from_config
 from dirac_table import floor_spread, run
 
 MODELS = {"blur": ("deblur", "dirac-blur32"), "inpaint": ("inpaint", "dirac-inpaint32")}

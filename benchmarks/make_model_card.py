@@ -27,9 +27,11 @@ from prior_quality import LINEAR_TRAIN_SEED, evaluate  # noqa: E402
 
 from bayesinv.data.phantoms import phantom_dataset  # noqa: E402
 from bayesinv.priors.hub import model_dir  # noqa: E402
-from bayesinv.priors.networks import Denoiser, count_parameters, sha256_file, train_loop  # noqa: E402
-from bayesinv.priors.training import (build_network, build_schedule, diffusion_loss, phantom_batches,  # noqa: E402
-                                      read_config)
+from bayesinv.priors.networks import Denoiser, count_parameters, sha256_file  # noqa: E402
+from bayesinv.priors.networks.config import build_network, build_schedule, read_config  # noqa: E402
+from bayesinv.training.loop import train_loop  # noqa: E402
+from bayesinv.training.prior import diffusion_loss  # noqa: E402
+from bayesinv.training.run import phantom_batches  # noqa: E402
 
 
 def cpu_step_seconds(cfg: dict, steps: int = 2) -> float:

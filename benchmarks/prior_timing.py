@@ -16,7 +16,7 @@ import time
 import torch
 
 from bayesinv.priors.networks.denoiser import Denoiser
-from bayesinv.priors.training import build_network, build_schedule, read_config
+from bayesinv.priors.networks.config import build_network, build_schedule, read_config
 
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}

@@ -24,8 +24,8 @@ import torch
 
 from bayesinv.errors import ChecksumMismatch, WeightsError
 from bayesinv.priors.diffusion import DiffusionPrior
-from bayesinv.priors.networks.loop import load_weights, sha256_file
-from bayesinv.priors.training import CHECKSUMS_NAME, WEIGHTS_NAME, build_network, build_schedule, read_config
+from bayesinv.priors.networks.config import build_network, build_schedule, read_config
+from bayesinv.priors.networks.weights import CHECKSUMS_NAME, WEIGHTS_NAME, load_weights, sha256_file
 
 __all__ = ["models_root", "model_dir", "available_models", "verify_checksums", "load_prior", "build_prior",
            "REQUIRED_FILES"]

@@ -2,7 +2,7 @@ r"""Dirac: denoising and incremental reconstruction (Fabian, Tinaz & Soltanolkot
 
 The measurement is the end point of a degradation process ``y_t = A_t(x0) + z_t``, ``z_t ~ N(0, sigma_t^2)``,
 ``A_0 = I``, ``A_1`` the problem's operator (:mod:`bayesinv.operators.degradation`). A network trained on
-that process predicts ``x0_hat = Phi(y_t, t)`` (:mod:`bayesinv.samplers.dirac_training`). Sampling starts
+that process predicts ``x0_hat = Phi(y_t, t)`` (:mod:`bayesinv.samplers.dirac_model`). Sampling starts
 from the measurement ``y_1`` and runs the time grid ``t_i = 1 - i / steps`` backwards; one step from ``t``
 to ``t' = t - dt`` is (the paper's Algorithm 1, "look-ahead" update of the authors' ``reverse_diffusion.py``)
 
@@ -42,6 +42,7 @@ from bayesinv.operators.degradation import Degradation, GeometricNoise
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers import _common as C
+from bayesinv.samplers.dirac_model import DiracModel, load_dirac
 
 __all__ = ["sample_dirac", "DiracModel", "DiracState", "dirac_update", "dirac_times", "DIRAC_PRESETS",
            "SHIPPED_MODELS"]
@@ -59,19 +60,6 @@ DIRAC_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 SHIPPED_MODELS = ("dirac-blur32", "dirac-inpaint32")
-
-
-class DiracModel(NamedTuple):
-    """A Dirac reconstruction network with the process it was trained on.
-
-    ``denoiser(y_t: (B, *in_shape), t: (B,)) -> x0_hat`` (any callable: a trained network wrapper, or an
-    oracle in tests); ``degradation`` gives ``A_t``; ``noise`` gives ``sigma_t``.
-    """
-
-    denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    degradation: Degradation
-    noise: GeometricNoise
-    name: str = ""
 
 
 class DiracState(NamedTuple):
@@ -114,8 +102,6 @@ def dirac_update(y: torch.Tensor, x0_hat: torch.Tensor, t: float, t_next: float,
 def _resolve_model(model, problem: InverseProblem) -> DiracModel:
     if isinstance(model, DiracModel):
         return model
-    from bayesinv.samplers.dirac_training import load_dirac
-
     if isinstance(model, str):
         return load_dirac(model)
     if model is not None:

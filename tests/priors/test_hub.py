@@ -8,8 +8,7 @@ import torch
 from bayesinv.errors import ChecksumMismatch, WeightsError
 from bayesinv.priors import hub
 from bayesinv.priors.diffusion import DiffusionPrior
-from bayesinv.priors.networks import UNet, save_weights
-from bayesinv.priors.training import write_checksums
+from bayesinv.priors.networks import UNet, save_weights, write_checksums
 
 CONFIG = """name = "tiny"
 [data]

@@ -30,10 +30,11 @@ from torch import nn
 
 from bayesinv.errors import ShapeError, WeightsError
 from bayesinv.priors.hub import models_root, verify_checksums
-from bayesinv.priors.networks.loop import CHECKSUMS_NAME, WEIGHTS_NAME
+from bayesinv.operators.registry import make_operator
+from bayesinv.priors.networks.weights import CHECKSUMS_NAME, WEIGHTS_NAME, load_weights
 
-__all__ = ["ConvRegulariser", "NeumannNetwork", "VAE", "build_network", "load_model", "load_for_operator",
-           "WEIGHTS_NAME", "CHECKSUMS_NAME"]
+__all__ = ["ConvRegulariser", "NeumannNetwork", "VAE", "build_network", "training_operator", "load_model",
+           "load_for_operator", "WEIGHTS_NAME", "CHECKSUMS_NAME"]
 
 
 class ConvRegulariser(nn.Module):
@@ -118,6 +119,14 @@ def build_network(cfg: dict[str, Any]) -> nn.Module:
     raise ValueError(f"config kind must be 'unrolled' or 'vae', got {kind!r}")
 
 
+def training_operator(cfg: dict[str, Any]):
+    """The operator an unrolled network is trained for: ``make_operator(name, (C, S, S), seed, **options)``."""
+    op_cfg = cfg["operator"]
+    size = int(cfg["data"]["image_size"])
+    return make_operator(op_cfg["name"], (1, size, size), seed=int(op_cfg.get("seed", 0)),
+                         **dict(op_cfg.get("options", {})))
+
+
 def _resolve(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
@@ -130,8 +139,6 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
 
 @lru_cache(maxsize=8)
 def _load_cached(folder: str, digest: str) -> tuple[nn.Module, dict[str, Any]]:
-    from bayesinv.priors.networks.loop import load_weights
-
     path = Path(folder)
     with open(path / "config.toml", "rb") as handle:
         cfg = tomllib.load(handle)

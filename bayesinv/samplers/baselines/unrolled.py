@@ -1,7 +1,7 @@
 """A trained Neumann network (Gilton, Ongie & Willett 2019) as a point-estimate baseline.
 
 ``x = NN(y; A)`` with the network of ``models/<model>`` (see :mod:`bayesinv.samplers.baselines.nets`
-for the architecture and :mod:`bayesinv.samplers.baselines.training` for its training). The network
+for the architecture and :mod:`bayesinv.training.baselines` for its training). The network
 is applied with the *problem's* operator; it was trained for one operator and noise level (its config's
 ``[operator]`` and ``[noise]``), and ``extras["operator_matches_training"]`` says whether the problem's
 operator equals that one on a random probe (a mismatch still runs, with no quality guarantee).
@@ -18,7 +18,7 @@ from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers.baselines._real import RealInput
 from bayesinv.samplers.baselines._shared import point_posterior, prepare
-from bayesinv.samplers.baselines.nets import load_for_operator
+from bayesinv.samplers.baselines.nets import load_for_operator, training_operator
 
 __all__ = ["unrolled", "default_unrolled_model", "operator_matches"]
 
@@ -37,8 +37,6 @@ def default_unrolled_model(operator) -> str:
 
 def operator_matches(operator, cfg: dict, *, generator: torch.Generator | None = None) -> bool:
     """Whether ``operator`` equals the config's training operator on a random probe (relative error < 1e-6)."""
-    from bayesinv.samplers.baselines.training import training_operator
-
     reference = training_operator(cfg)
     if tuple(reference.in_shape) != tuple(operator.in_shape) or tuple(reference.out_shape) != tuple(operator.out_shape):
         return False

@@ -14,7 +14,6 @@ from bayesinv.operators import make_operator
 from bayesinv.samplers.baselines import csgm, minnorm, tikhonov, unrolled
 from bayesinv.priors.hub import models_root
 from bayesinv.samplers.baselines.nets import load_model
-from bayesinv.samplers.baselines.training import read_config, train_from_config
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -80,14 +79,3 @@ def test_checksum_mismatch_and_missing_weights(tmp_path):
         load_model(folder)
     with pytest.raises(WeightsError, match="no model"):
         load_model("no-such-model")
-
-
-def test_training_smoke_and_config_checks(tmp_path):
-    cfg = read_config(models_root() / "unrolled-deblur32" / "config.toml")
-    assert cfg["kind"] == "unrolled"
-    with pytest.raises(ValueError, match="target 'csgm' trains kind 'vae'"):
-        train_from_config(models_root() / "unrolled-deblur32" / "config.toml", out_dir=tmp_path, target="csgm")
-    path = train_from_config(models_root() / "csgm-vae32" / "config.toml", out_dir=tmp_path, target="csgm",
-                             max_steps=1, progress=False)
-    net, loaded = load_model(tmp_path)
-    assert path.name == "weights.safetensors" and loaded["kind"] == "vae" and net.latent_dim == 64

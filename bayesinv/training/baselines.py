@@ -7,19 +7,17 @@ r"""Training the learned baselines on generated phantoms: the Neumann network an
 * ``csgm`` (a VAE for Bora et al. 2017): maximise the ELBO with a Gaussian decoder of std
   ``[training] recon_std``: loss ``= ||G(z) - x||^2 / (2 recon_std^2) + KL(q(z|x) || N(0, I))`` per image.
 
-Both use the shared loop :func:`~bayesinv.priors.networks.loop.train_loop` (AdamW, EMA, safetensors
+Both use the shared loop :func:`~bayesinv.training.loop.train_loop` (AdamW, EMA, safetensors
 checkpoints, resumption, deterministic per-step randomness) and its train-split batches
-(:func:`~bayesinv.priors.training.phantom_batches`). ``train_from_config`` writes ``weights.safetensors``
-(EMA weights), ``loss.csv``, ``train_info.json`` and ``SHA256SUMS`` next to the config (or in ``out_dir``).
+(:func:`~bayesinv.training.run.phantom_batches`); the networks and their training operator are in
+:mod:`bayesinv.samplers.baselines.nets`, where inference loads them. ``train_from_config`` writes
+``weights.safetensors`` (EMA weights), ``loss.csv``, ``train_info.json`` and ``SHA256SUMS`` next to the config
+(or in ``out_dir``).
 This is what ``bayesinv train unrolled|csgm --config models/<name>/config.toml --device cuda`` runs.
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +25,12 @@ import torch
 from torch.nn import functional as F
 
 from bayesinv.noise import as_real_view
-from bayesinv.operators.registry import make_operator
-from bayesinv.priors.networks.loop import (INFO_NAME, LOSS_LOG_NAME, WEIGHTS_NAME, output_folder, read_toml_config,
-                                           save_weights, train_from_table)
-from bayesinv.priors.training import phantom_batches, write_checksums
+from bayesinv.priors.networks.weights import read_toml_config
 from bayesinv.samplers.baselines._real import RealInput
-from bayesinv.samplers.baselines.nets import VAE, NeumannNetwork, build_network
+from bayesinv.samplers.baselines.nets import VAE, NeumannNetwork, build_network, training_operator
+from bayesinv.training.run import config_batches, finish_run, mean_tail, output_folder, train_from_table
 
-__all__ = ["train_from_config", "read_config", "training_operator", "simulate", "unrolled_loss", "vae_loss"]
+__all__ = ["train_from_config", "read_config", "simulate", "unrolled_loss", "vae_loss"]
 
 
 def read_config(config: str | Path | dict) -> dict[str, Any]:
@@ -44,14 +40,6 @@ def read_config(config: str | Path | dict) -> dict[str, Any]:
     if cfg.get("kind") not in needed:
         raise ValueError(f"config kind must be 'unrolled' or 'vae', got {cfg.get('kind')!r}")
     return read_toml_config(cfg, needed[cfg["kind"]], example="models/unrolled-mri4x32/config.toml")
-
-
-def training_operator(cfg: dict[str, Any]):
-    """The operator an unrolled network is trained for: ``make_operator(name, (C, S, S), seed, **options)``."""
-    op_cfg = cfg["operator"]
-    size = int(cfg["data"]["image_size"])
-    return make_operator(op_cfg["name"], (1, size, size), seed=int(op_cfg.get("seed", 0)),
-                         **dict(op_cfg.get("options", {})))
 
 
 def simulate(operator, x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
@@ -90,7 +78,7 @@ def _real_operator(operator):
     return RealInput(operator) if operator.input_complex else operator
 
 
-def train_from_config(config: str | Path, out_dir: str | Path | None = None, device: str = "cpu",
+def train_from_config(config: str | Path | dict, out_dir: str | Path | None = None, device: str = "cpu",
                       resume: bool = True, target: str | None = None, *, max_steps: int | None = None,
                       max_minutes: float | None = None, progress: bool = True) -> Path:
     """Train the learned baseline a config describes; return the path of ``weights.safetensors``.
@@ -104,28 +92,16 @@ def train_from_config(config: str | Path, out_dir: str | Path | None = None, dev
         raise ValueError(f"target {target!r} trains kind {expected.get(target)!r}, but the config's kind is "
                          f"{cfg['kind']!r}")
     out = output_folder(config, out_dir, cfg)
-    data, train = cfg["data"], cfg["training"]
+    train = cfg["training"]
     net = build_network(cfg)
     if cfg["kind"] == "unrolled":
         operator = _real_operator(training_operator(cfg))
         loss_fn = unrolled_loss(operator, float(cfg["noise"]["sigma"]))
     else:
         loss_fn = vae_loss(float(train.get("recon_std", 0.05)))
-    batches = phantom_batches(int(train["batch_size"]), int(data["image_size"]),
-                              lesion_prob=float(data.get("lesion_prob", 0.5)), data_seed=int(data.get("seed", 0)),
-                              family=data.get("family", "ellipses"))
-    result = train_from_table(net, loss_fn, batches, train, device=device,
+    result = train_from_table(net, loss_fn, config_batches(cfg), train, device=device,
                               checkpoint_dir=out / "checkpoints", resume=resume, max_steps=max_steps,
                               max_minutes=max_minutes, progress=progress, default_lr=1e-3)
-    weights = save_weights(result.ema, out / WEIGHTS_NAME, {"name": cfg.get("name", out.name), "steps": result.steps})
-    shutil.copyfile(out / "checkpoints" / LOSS_LOG_NAME, out / LOSS_LOG_NAME)
-    info = {"name": cfg.get("name", out.name), "kind": cfg["kind"], "steps": result.steps,
-            "stopped_by": result.stopped_by, "wall_seconds": round(result.wall_seconds, 1),
-            "device": torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda")
-            else f"cpu ({platform.machine()})", "torch": torch.__version__, "python": platform.python_version(),
-            "parameters": sum(p.numel() for p in net.parameters()), "batch_size": int(train["batch_size"]),
-            "final_loss_mean_last_200": sum(result.losses[-200:]) / max(1, len(result.losses[-200:])),
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
-    write_checksums(out)
-    return weights
+    info = {"kind": cfg["kind"], "parameters": sum(p.numel() for p in net.parameters()),
+            "batch_size": int(train["batch_size"]), "final_loss_mean_last_200": mean_tail(result.losses, 200)}
+    return finish_run(out, result.ema, result, cfg, device=device, info=info)

@@ -22,33 +22,26 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import json
 import os
-import shutil
 import time
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["TrainResult", "train_loop", "read_toml_config", "train_from_table", "output_folder", "ema_update",
-           "save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "sha256_file", "step_generator",
-           "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME", "WEIGHTS_NAME", "CHECKSUMS_NAME", "INFO_NAME"]
+from bayesinv.priors.networks.weights import atomic_save
+
+__all__ = ["TrainResult", "train_loop", "ema_update", "save_checkpoint", "load_checkpoint", "step_generator", "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOSS_LOG_NAME = "loss.csv"
-# the file names of a shipped model folder, shared by the prior, Dirac and baseline networks
-WEIGHTS_NAME = "weights.safetensors"
-CHECKSUMS_NAME = "SHA256SUMS"
-INFO_NAME = "train_info.json"
 
 
 class TrainResult(NamedTuple):
@@ -79,42 +72,6 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         b_ema.copy_(b)
 
 
-def sha256_file(path: str | Path) -> str:
-    """The SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``module.state_dict()`` to a safetensors file (metadata values are stored as JSON strings)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(module.state_dict(), path, {k: json.dumps(v) for k, v in (metadata or {}).items()})
-    return path
-
-
-def load_weights(module: nn.Module, path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a safetensors state dict into ``module`` (strict: names and shapes must match); return the metadata."""
-    state = load_file(str(path), device=str(device))
-    missing, unexpected = set(module.state_dict()) - set(state), set(state) - set(module.state_dict())
-    if missing or unexpected:
-        raise ValueError(f"weights {path} do not fit the network: missing {sorted(missing)[:5]}, "
-                         f"unexpected {sorted(unexpected)[:5]} (does config.toml match the weights?)")
-    module.load_state_dict(state)
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-    return {k: json.loads(v) for k, v in meta.items()}
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, ema: nn.Module, optimizer: torch.optim.Optimizer,
                     step: int, wall_seconds: float) -> Path:
     """Model, EMA and optimizer state in one safetensors file; the step and hyper-parameters in its metadata."""
@@ -128,7 +85,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, ema: nn.Module, optimize
             "param_groups": json.dumps(opt["param_groups"])}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(tensors, path, meta)
+    atomic_save(tensors, path, meta)
     return path
 
 
@@ -272,58 +229,3 @@ def train_loop(model: nn.Module, loss_fn: Callable, sample_batch: Callable[[int]
     checkpoint(step, wall)
     model.eval()
     return TrainResult(model, ema, step, losses, wall, stopped_by)
-
-
-def read_toml_config(config: str | Path | dict, sections: Sequence[str], *, example: str) -> dict[str, Any]:
-    """Read a training config TOML (or pass a dict through), checking that it has ``sections``.
-
-    ``example`` names a shipped config to point the user at in the error message.
-    """
-    if isinstance(config, dict):
-        cfg = config
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        with open(path, "rb") as handle:
-            cfg = tomllib.load(handle)
-    missing = [name for name in sections if name not in cfg]
-    if missing:
-        raise ValueError(f"config is missing section(s) {missing}; see {example}")
-    return cfg
-
-
-def train_from_table(model: nn.Module, loss_fn: Callable, sample_batch: Callable[[int], Any], train: Mapping[str, Any],
-                     *, device: str | torch.device, checkpoint_dir: str | Path, resume: bool,
-                     max_steps: int | None = None, max_minutes: float | None = None, progress: bool = True,
-                     default_lr: float = 2e-4) -> TrainResult:
-    """:func:`train_loop` with its options read from a config's ``[training]`` table (one place for the keys).
-
-    ``max_steps``/``max_minutes`` override the table's; on CUDA, TF32 matrix products are allowed.
-    """
-    if str(device).startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return train_loop(model, loss_fn, sample_batch, steps=int(max_steps or train["max_steps"]),
-                      lr=float(train.get("lr", default_lr)), weight_decay=float(train.get("weight_decay", 0.0)),
-                      ema_decay=float(train.get("ema_decay", 0.999)), seed=int(train.get("seed", 0)),
-                      device=device, checkpoint_dir=checkpoint_dir,
-                      checkpoint_every=int(train.get("checkpoint_every", 1000)), resume=resume,
-                      max_minutes=max_minutes if max_minutes is not None else train.get("max_minutes"),
-                      grad_clip=train.get("grad_clip", 1.0), warmup_steps=int(train.get("warmup_steps", 0)),
-                      prefetch=int(train.get("prefetch", 2)), progress=progress)
-
-
-def output_folder(config: str | Path | dict, out_dir: str | Path | None, cfg: Mapping[str, Any]) -> Path:
-    """The training run's folder (default: the config file's), created, with the config written into it."""
-    if out_dir is None and isinstance(config, dict):
-        raise ValueError("out_dir is needed when the config is given as a dict")
-    out = Path(out_dir) if out_dir is not None else Path(config).parent
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(config, dict):
-        import tomli_w
-
-        (out / "config.toml").write_text(tomli_w.dumps(dict(cfg)))
-    elif Path(config).resolve() != (out / "config.toml").resolve():
-        shutil.copyfile(config, out / "config.toml")
-    return out

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from bayesinv.data.phantoms import phantom_dataset
-from bayesinv.priors.networks import Denoiser, UNet, load_weights, sha256_file, train_loop
-from bayesinv.priors.networks.loop import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from bayesinv.priors.networks import Denoiser, UNet, load_weights, sha256_file
 from bayesinv.priors.schedules import vp_linear
-from bayesinv.priors.training import diffusion_loss, phantom_batches, read_config, train_from_config
+from bayesinv.training.loop import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, train_loop
+from bayesinv.training.prior import diffusion_loss, read_config, train_from_config
+from bayesinv.training.run import phantom_batches
 
 TINY = dict(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,), image_size=8)
 

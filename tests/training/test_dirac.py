@@ -13,7 +13,8 @@ from bayesinv.operators.degradation import BlurDegradation, GeometricNoise, Inpa
 from bayesinv.operators.inpaint import random_mask
 from bayesinv.operators.registry import make_operator
 from bayesinv.priors.hub import models_root
-from bayesinv.samplers.dirac_training import DiracNetwork, build_model_parts, dirac_loss, load_dirac, train_from_config
+from bayesinv.samplers.dirac_model import DiracNetwork, build_model_parts, load_dirac
+from bayesinv.training.dirac import dirac_loss, train_from_config
 
 NOISE = GeometricNoise(0.01, 0.05)
 SHAPE = (1, 8, 8)
