@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 
 from bayesinv.priors.networks.weights import atomic_save
 
-__all__ = ["TrainResult", "train_loop", "ema_update", "save_checkpoint", "load_checkpoint", "step_generator", "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
+__all__ = ["TrainResult", "train_loop", "ema_update", "save_checkpoint", "load_checkpoint", "step_generator",
+           "step_seed", "CHECKPOINT_NAME", "LOSS_LOG_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOSS_LOG_NAME = "loss.csv"
