@@ -186,7 +186,7 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
                 generator: torch.Generator, options: dict, progress: bool = False) -> Posterior:
     """Call a sampler, ``"exact"`` or a baseline by registry name with the uniform study options."""
     from bayesinv.samplers import SAMPLERS
-    from bayesinv.studies.exact import sample_exact
+    from bayesinv.priors.exact import sample_exact
 
     try:
         from bayesinv.samplers.baselines import BASELINES
