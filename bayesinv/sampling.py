@@ -1,4 +1,8 @@
-"""One-shot posterior sampling on a simulated measurement (the ``bayesinv sample`` command)."""
+"""One-shot posterior sampling on a simulated measurement (the ``bayesinv sample`` command).
+
+The problem, prior and sampler come from names through :mod:`bayesinv.builders`, as in a study, without
+the studies layer.
+"""
 
 from __future__ import annotations
 
@@ -20,17 +24,13 @@ def sample_cli(*, problem: str, prior: str = "phantom32", sampler: str = "dps", 
     Writes ``<out>/posterior.safetensors`` (+ ``.json``, with the truth and y) and ``<out>/posterior.png``
     (truth, A^+ y, posterior mean, std, 90% interval width and four samples). Returns the posterior path.
     """
+    from bayesinv.builders import make_problem, resolve_prior, run_sampler
     from bayesinv.data import phantom_dataset
     from bayesinv.report.figures import posterior_figure
-    from bayesinv.studies.runner import build_problem, resolve_prior, run_sampler
-    from bayesinv.studies.spec import SamplerSpec, StudySpec
 
     prior_obj = resolve_prior(prior)
     size = int(prior_obj.event_shape[-1])
-    spec = StudySpec(name="sample", seed=seed, operator=problem, image_size=size, noise_sigma=noise_sigma,
-                     prior=prior, samplers=(SamplerSpec(sampler, sampler, num_samples, steps),),
-                     num_calibration=2, num_test=2)
-    inverse_problem = build_problem(spec, prior_obj)
+    inverse_problem = make_problem(problem, image_size=size, noise_sigma=noise_sigma, prior=prior_obj, seed=seed)
     truth = phantom_dataset("test", image_index + 1, size, seed=seed).images[image_index : image_index + 1].double()
     y = inverse_problem.simulate(truth, generator=torch.Generator().manual_seed(seed))
     post: Posterior = run_sampler(sampler, inverse_problem, y, num_samples=num_samples, steps=steps,

@@ -61,7 +61,7 @@ def pnp_prior():
             return "pnp_admm", load_prior("phantom32")
         except ImportError:
             pass
-    from bayesinv.studies.runner import resolve_prior
+    from bayesinv.builders import resolve_prior
 
     return "pnp_admm[gauss]", resolve_prior("phantom-gaussian", 32)
 

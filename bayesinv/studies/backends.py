@@ -1,7 +1,9 @@
 """Where study tasks run: this process, local worker processes, or a Ray cluster.
 
-Every backend calls the same :func:`bayesinv.studies.runner.run_task`, whose randomness depends only
-on ``(study seed, split, index, label)``; results are therefore identical across backends.
+Every backend calls the task function it is given (the study runner passes
+:func:`bayesinv.studies.runner.run_task`, whose randomness depends only on ``(study seed, split, index,
+label)``); results are therefore identical across backends. The function must be defined at module level,
+so that worker processes and Ray can import it by name.
 Ray is an optional extra (``pip install 'bayesinv[ray]'``); asking for it without it installed
 raises :class:`~bayesinv.studies.spec.StudySpecError` saying so.
 """
@@ -24,12 +26,14 @@ def _describe(bar, task) -> None:
     bar.set_postfix_str(f"{task[0]} {task[1]}-{task[2]}", refresh=False)
 
 
-def run_tasks(spec: StudySpec, results: Path, tasks: Sequence[tuple[str, str, int]], *, backend: str = "local",
-              workers: int = 1, problem=None, bar=None,
+def run_tasks(run_task: Callable[..., str], spec: StudySpec, results: Path, tasks: Sequence[tuple[str, str, int]],
+              *, backend: str = "local", workers: int = 1, problem=None, bar=None,
               on_task: Callable[[str, str, int, str], None] | None = None) -> None:
-    """Run ``tasks`` (``(label, split, index)`` triples) on ``backend``; update ``bar`` as they finish."""
-    from bayesinv.studies.runner import run_task
+    """Run ``tasks`` (``(label, split, index)`` triples) on ``backend``; update ``bar`` as they finish.
 
+    Each task runs as ``run_task(spec, results, label, split, index)`` (plus ``problem=problem`` on the serial
+    local backend) and returns its status (``"done"`` or ``"skipped"``), which ``on_task`` receives.
+    """
     if backend not in BACKENDS:
         raise StudySpecError(f"unknown backend {backend!r}; use one of {BACKENDS}")
     if workers < 1:

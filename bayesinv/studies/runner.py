@@ -15,7 +15,6 @@ depend on the backend, the number of workers or the order of the tasks.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import zlib
@@ -26,7 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from bayesinv.noise import Gaussian
+from bayesinv import builders
+from bayesinv.builders import make_problem, resolve_prior, sampler_function
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.studies.backends import run_tasks
@@ -47,32 +47,13 @@ def task_seed(*parts) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
-def resolve_prior(name: str, image_size: int = 32):
-    """A prior by name: ``phantom-gaussian`` (exact Gaussian fit to training phantoms) or ``models/<name>``."""
-    if name == "phantom-gaussian":
-        from bayesinv.data import phantom_dataset
-        from bayesinv.priors.gaussian import GaussianPrior
-
-        num = 4000
-        data = phantom_dataset("train", num, image_size).images.double().reshape(num, -1)
-        mean = data.mean(0)
-        cov = torch.cov(data.T) + 1e-4 * torch.eye(data.shape[1], dtype=torch.float64)
-        return GaussianPrior(mean.reshape(1, image_size, image_size), cov)
-    from bayesinv.priors.hub import load_prior
-
-    return load_prior(name)
-
-
 def build_problem(spec: StudySpec, prior=None) -> InverseProblem:
-    """The study's inverse problem (operator + Gaussian noise + prior)."""
-    from bayesinv.operators import make_operator
-
-    shape = (1, spec.image_size, spec.image_size)
+    """The study's inverse problem (operator + Gaussian noise + prior), by :func:`bayesinv.builders.make_problem`."""
     try:
-        operator = make_operator(spec.operator, shape, seed=spec.seed, **spec.operator_options)
+        return make_problem(spec.operator, image_size=spec.image_size, noise_sigma=spec.noise_sigma, prior=prior,
+                            seed=spec.seed, operator_options=spec.operator_options)
     except TypeError as exc:
         raise StudySpecError(f"study spec: bad 'problem.operator_options' for {spec.operator!r}: {exc}") from exc
-    return InverseProblem(operator, Gaussian(spec.noise_sigma), prior, name=f"{spec.operator}-{spec.image_size}")
 
 
 _PROBLEMS: dict[str, InverseProblem] = {}
@@ -184,39 +165,13 @@ def load_case(results: Path, split: str, index: int) -> dict:
 
 def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None,
                 generator: torch.Generator, options: dict, progress: bool = False) -> Posterior:
-    """Call a sampler, ``"exact"`` or a baseline by registry name with the uniform study options."""
-    from bayesinv.samplers import SAMPLERS
-    from bayesinv.priors.exact import sample_exact
-
+    """:func:`bayesinv.builders.run_sampler`, reporting an unknown sampler or option as a :class:`StudySpecError`."""
     try:
-        from bayesinv.samplers.baselines import BASELINES
-    except ImportError:  # baselines not installed in this build
-        BASELINES = {}
-    registry = {"exact": sample_exact, **BASELINES, **SAMPLERS}
-    if name not in registry:
-        raise StudySpecError(f"unknown sampler {name!r}; choose one of "
-                             f"{sorted(SAMPLERS) + sorted(BASELINES) + ['exact']}")
-    _check_options(name, registry[name], options)
-    if name == "exact":
-        return sample_exact(problem, y, num_samples=num_samples, generator=generator, **options)
-    if name in SAMPLERS:
-        kwargs = dict(num_samples=num_samples, generator=generator, progress=progress, **options)
-        if steps is not None:
-            kwargs["steps"] = steps
-        return SAMPLERS[name](problem, y, **kwargs)
-    return BASELINES[name](problem, y, progress=progress, **options)
-
-
-def _check_options(name: str, function: Callable, options: dict) -> None:
-    """Refuse options the sampler does not take, listing the ones it does (before any work is done)."""
-    params = inspect.signature(function).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    fixed = {"problem", "y", "num_samples", "generator", "progress", "steps"}
-    unknown = sorted(set(options) - set(params))
-    if unknown:
-        allowed = ", ".join(k for k, p in params.items() if k not in fixed and p.kind is inspect.Parameter.KEYWORD_ONLY)
-        raise StudySpecError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {allowed}")
+        sampler_function(name, options)
+    except ValueError as exc:
+        raise StudySpecError(str(exc)) from exc
+    return builders.run_sampler(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                                options=options, progress=progress)
 
 
 def _in_prior_dtype(problem: InverseProblem, y: torch.Tensor) -> torch.Tensor:
@@ -293,7 +248,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
     todo = [t for t in tasks if not is_done(results, *t)]
     bar = tqdm(total=len(todo), desc=f"study {spec.name}", unit="task", disable=not progress)
     try:
-        run_tasks(spec, results, todo, backend=backend, workers=workers, problem=local_problem, bar=bar,
+        run_tasks(run_task, spec, results, todo, backend=backend, workers=workers, problem=local_problem, bar=bar,
                   on_task=on_task)
     finally:
         bar.close()

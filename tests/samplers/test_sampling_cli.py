@@ -10,8 +10,7 @@ from bayesinv.cli import main
 from bayesinv.data import phantom_dataset
 from bayesinv.posterior import Posterior
 from bayesinv.samplers import sample_dps
-from bayesinv.studies.runner import build_problem, resolve_prior
-from bayesinv.studies.spec import SamplerSpec, StudySpec
+from bayesinv.builders import make_problem, resolve_prior
 
 
 @pytest.mark.slow
@@ -27,10 +26,7 @@ def test_sample_command_writes_the_library_posterior_and_a_figure(tmp_path, caps
     assert torch.allclose(torch.tensor(post.extras["truth"], dtype=torch.float64), truth[0])
     # the same run through the library: simulate y with seed 2, sample with seed 3
     prior = resolve_prior("phantom-gaussian")
-    spec = StudySpec(name="sample", seed=2, operator="deblur", image_size=32, noise_sigma=0.05,
-                     prior="phantom-gaussian", samplers=(SamplerSpec("dps", "dps", 3, 4),), num_calibration=2,
-                     num_test=2)
-    problem = build_problem(spec, prior)
+    problem = make_problem("deblur", image_size=32, noise_sigma=0.05, prior=prior, seed=2)
     y = problem.simulate(truth, generator=torch.Generator().manual_seed(2))
     direct = sample_dps(problem, y, num_samples=3, steps=4, generator=torch.Generator().manual_seed(3),
                         progress=False)

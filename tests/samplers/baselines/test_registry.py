@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from bayesinv import Gaussian, InverseProblem, ShapeError
+from bayesinv.builders import run_sampler
 from bayesinv.operators import make_operator
 from bayesinv.priors import GaussianPrior
 from bayesinv.samplers.baselines import BASELINES
-from bayesinv.studies.runner import run_sampler
 
 OPTIONS = {"tv": {"max_iter": 20}, "wavelet_l1": {"max_iter": 20}, "pnp_admm": {"max_iter": 5},
            "csgm": {"steps": 3, "restarts": 2}}
