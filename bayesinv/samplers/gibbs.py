@@ -75,7 +75,7 @@ def latent_conditional_step(problem: InverseProblem, y: torch.Tensor, x: torch.T
 def _x_step(sampler: str | XStep, options: Mapping[str, Any]) -> XStep:
     if callable(sampler):
         return sampler
-    from bayesinv.samplers import SAMPLERS
+    from bayesinv.samplers.registry import SAMPLERS
 
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown x_sampler {sampler!r}; choose one of {sorted(SAMPLERS)} or pass a callable")
