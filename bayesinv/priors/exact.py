@@ -15,7 +15,9 @@ log-sum-exp), as in Cardoso et al. 2023 (MCGdiff). Everything goes through ``ope
 :func:`sample_exact` draws from it with the signature of a sampler (registry name ``"exact"`` in studies and
 ``bayesinv sample``), optionally shrunk about the mean: ``shrink < 1`` returns ``mean + shrink (x - mean)``
 for exact draws ``x``, an *over-confident* control with the right centre and too little spread, which
-every calibration diagnostic must flag. :func:`mixture_testbed` builds the random problem of MCGdiff: the 25-component grid mixture, a random
+every calibration diagnostic must flag.
+
+:func:`mixture_testbed` builds the random problem of MCGdiff: the 25-component grid mixture, a random
 ``A`` with uniform singular values and a random noise level.
 
 >>> import torch
