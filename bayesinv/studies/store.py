@@ -65,13 +65,17 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
 
 
 def model_digest(name: str) -> str | None:
-    """SHA-256 of ``models/<name>/SHA256SUMS`` (which lists the weights' and config's checksums), or None
-    when ``name`` is not a model folder under the models root."""
-    from bayesinv.priors.hub import CHECKSUMS_NAME, models_root
+    """SHA-256 of the ``SHA256SUMS`` of model ``name`` (a name under the models root or a folder path; the
+    file lists the weights' and config's checksums), or None when ``name`` is not a model folder."""
+    from bayesinv.errors import WeightsError
+    from bayesinv.priors.hub import CHECKSUMS_NAME, resolve_model
 
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+    if not isinstance(name, str) or not name:
         return None
-    sums = models_root() / name / CHECKSUMS_NAME
+    try:
+        sums = resolve_model(name) / CHECKSUMS_NAME
+    except WeightsError:
+        return None
     return hashlib.sha256(sums.read_bytes()).hexdigest() if sums.is_file() else None
 
 
