@@ -235,3 +235,43 @@ def test_cli_reports_bad_input_in_one_line(row, tmp_path, monkeypatch):
     import re
 
     assert re.search(pattern, err), err
+
+
+# -- the integrity table (issue 17): expected failures of the command line, one line each, exit status 2 -------
+_SAMPLE = ["sample", "--problem", "inpaint", "--prior", "phantom-gaussian", "--no-progress"]
+
+CLI_INTEGRITY_ROWS = [
+    ("option of the wrong type", _SAMPLE + ["--sampler", "ddrm", "--option", 'eta="0.5"'],
+     r"ddrm: option 'eta' must be float, got str '0\.5'"),
+    ("boolean for a number", _SAMPLE + ["--sampler", "ddrm", "--option", "eta=true"],
+     r"ddrm: option 'eta' must be float, got bool True"),
+    ("DDRM on multi-coil MRI", ["sample", "--problem", "mri_multicoil", "--prior", "phantom-gaussian", "--sampler",
+                                "ddrm", "--num-samples", "2", "--no-progress"], r"ddrm needs .*SVD.*MultiCoilMRI"),
+    ("negative image index", _SAMPLE + ["--image-index", "-1"], r"--image-index must be in \[0, 9999\].*got -1"),
+    ("a million phantoms", _SAMPLE + ["--image-index", "1000000"], r"--image-index must be in \[0, 9999\].*1000000"),
+    ("more samples than memory", _SAMPLE + ["--num-samples", "1000000000"],
+     r"--num-samples 1000000000 needs at least [\d.]+ GiB .* more than this machine's"),
+    ("zero samples on the command line", _SAMPLE + ["--num-samples", "0"], r"--num-samples must be >= 1, got 0"),
+    ("--out on an existing file", _SAMPLE + ["--out", "a-file"], r"--out a-file is an existing file; give a folder"),
+    ("unknown prior name", _SAMPLE[:3] + ["--prior", "phantom33", "--no-progress"], r"no model 'phantom33'"),
+    ("model name in the working directory", _SAMPLE[:3] + ["--prior", "local-model", "--no-progress"],
+     r"no model 'local-model': .* does not exist.*'\./local-model'"),
+    ("report of a folder without analysis", ["report", "."], r"no analysis in"),
+]
+
+
+@pytest.mark.parametrize("row", CLI_INTEGRITY_ROWS, ids=[r[0] for r in CLI_INTEGRITY_ROWS])
+def test_cli_integrity_rows(row, tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "local-model").mkdir()
+    (tmp_path / "local-model" / "config.toml").write_text("")
+    _, args, pattern = row
+    code, err = _cli(*args)
+    assert code == 2, err
+    assert err.startswith(f"bayesinv {args[0]}: error:") and "Traceback" not in err
+    assert err.count("\n") == 1  # one line
+    assert re.search(pattern, err), err
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -70,7 +70,10 @@ def _acquire(folder: Path) -> int:
 def study_lock(folder: str | os.PathLike) -> Iterator[Path]:
     """Hold ``<folder>/.lock`` for the duration of the block (re-entrant in one process)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PermissionError(exc.errno, f"cannot write study results to {folder}: {exc.strerror}") from exc
     key = str(folder.resolve())
     path = folder / LOCK_NAME
     if _HELD.get(key):

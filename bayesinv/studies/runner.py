@@ -126,7 +126,8 @@ def _custom(spec: StudySpec, problem: InverseProblem | None):
         return None
     from bayesinv.samplers._common import describe_problem
 
-    return describe_problem(problem)
+    # an object's default repr holds its address, which differs between runs: keep the rest
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(describe_problem(problem), default=repr)))
 
 
 def _case_hash(spec: StudySpec, split: str, problem: InverseProblem | None = None) -> str:
