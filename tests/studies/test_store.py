@@ -187,3 +187,21 @@ def test_a_full_disk_names_the_file_and_leaves_no_tmp(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=rf"cannot write {target}: No space left on device"):
         store.atomic_save_tensors({"a": torch.zeros(2)}, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_inside_real_dps_chunks_saves_nothing(tmp_path):
+    """DPS with ``batch_size = 1``: Ctrl-C during the third chain's steps makes the sampler return 2 of 4 chains
+    (with a warning); the study refuses to save that as a result."""
+    calls = []
+
+    def interrupt(step, x_t, x0_hat):
+        calls.append(step)
+        if len(calls) == 2 * 5 + 2:  # chains 1 and 2 finished (5 steps each), chain 3 under way
+            raise KeyboardInterrupt
+
+    spec = _dps_spec(tmp_path, num_samples=4, steps=5, options={"batch_size": 1, "callback": interrupt})
+    with pytest.raises(KeyboardInterrupt, match="2 of 4 chains finished; nothing was saved"):
+        run_study(spec, progress=False)
+    results = tmp_path / "results"
+    assert not (results / "dps").exists() or not any((results / "dps").iterdir())
+    assert not list(results.rglob("*.tmp"))
