@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -143,7 +142,6 @@ def parse_options(items: Sequence[str]) -> dict:
 
 
 MAX_IMAGE_INDEX = 9_999  # held-out phantoms are generated in order: index i costs i + 1 phantoms (~1 ms each)
-WORKING_COPIES = 3  # iterate, denoised estimate and returned samples, each num_samples x C x H x W
 
 
 def _prior_image_size(prior: str) -> int:
@@ -161,14 +159,6 @@ def _prior_image_size(prior: str) -> int:
         raise ValueError(f"--prior {prior}: cannot read [data] image_size from {config} ({exc})") from exc
 
 
-def physical_memory() -> int | None:
-    """Bytes of physical memory of this machine (None if unknown)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def check_sample_request(args: argparse.Namespace) -> None:
     """Refuse, before any work, what cannot succeed: a negative or huge ``--image-index``, ``--out`` naming a
     file, and a ``--num-samples`` whose samples alone would not fit in this machine's memory."""
@@ -183,13 +173,9 @@ def check_sample_request(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder (it receives posterior.safetensors, "
                          ".json and .png)")
-    size = _prior_image_size(args.prior)
-    need = args.num_samples * size * size * 8 * WORKING_COPIES
-    total = physical_memory()
-    if total is not None and need > total:
-        raise ValueError(f"--num-samples {args.num_samples} needs at least {need / 2**30:.1f} GiB ({args.num_samples} "
-                         f"x {size}x{size} pixels x 8 bytes x {WORKING_COPIES} working copies), more than this "
-                         f"machine's {total / 2**30:.1f} GiB; use fewer samples")
+    from bayesinv.studies.options import check_memory
+
+    check_memory(args.num_samples, _prior_image_size(args.prior), "--num-samples")
 
 
 def _run_sample(args: argparse.Namespace) -> int:

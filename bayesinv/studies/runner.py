@@ -18,7 +18,6 @@ results do not depend on the backend, the number of workers or the order of the 
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from bayesinv.problem import InverseProblem
 from bayesinv.studies import store
 from bayesinv.studies.backends import run_tasks
 from bayesinv.studies.lock import study_lock
+from bayesinv.studies.options import check_memory, check_sampler_options
 from bayesinv.studies.spec import StudySpec, StudySpecError
 
 __all__ = ["run_study", "build_problem", "resolve_prior", "case_path", "result_path", "load_case", "task_seed",
@@ -224,27 +224,6 @@ def load_case(results: Path, split: str, index: int) -> dict:
     return data
 
 
-def _registry() -> dict[str, Callable]:
-    from bayesinv.samplers import SAMPLERS
-    from bayesinv.studies.exact import sample_exact
-
-    try:
-        from bayesinv.samplers.baselines import BASELINES
-    except ImportError:  # baselines not installed in this build
-        BASELINES = {}
-    return {"exact": sample_exact, **BASELINES, **SAMPLERS}
-
-
-def check_sampler_options(name: str, options: dict) -> Callable:
-    """The sampler ``name`` from the registry, after checking that it takes ``options`` with values of the
-    types its signature declares (before any work); raises :class:`StudySpecError` naming the option."""
-    registry = _registry()
-    if name not in registry:
-        raise StudySpecError(f"unknown sampler {name!r}; choose one of {sorted(registry)}")
-    _check_options(name, registry[name], options)
-    return registry[name]
-
-
 def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None,
                 generator: torch.Generator, options: dict, progress: bool = False) -> Posterior:
     """Call a sampler, ``"exact"`` or a baseline by registry name with the uniform study options."""
@@ -260,55 +239,6 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
             kwargs["steps"] = steps
         return function(problem, y, **kwargs)
     return function(problem, y, progress=progress, **options)
-
-
-_KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
-
-
-def _declared_kinds(param: inspect.Parameter) -> tuple[set[str], bool] | None:
-    """``({"float", "int", ...}, None allowed)`` from a parameter's annotation when it is built only from
-    float/int/bool/str/None; None (no check) for anything else (tuples, tensors, callables, models)."""
-    annotation = param.annotation
-    if annotation is inspect.Parameter.empty:
-        return None
-    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    tokens = set(re.findall(r"[A-Za-z_][\w.]*", text))
-    if not tokens or tokens - {"float", "int", "bool", "str", "None", "Optional"}:
-        return None
-    return tokens & set(_KINDS), "None" in tokens or "Optional" in tokens
-
-
-def _type_error(value, kinds: set[str], allow_none: bool) -> str | None:
-    if value is None:
-        return None if allow_none else "None"
-    for kind in kinds:
-        if isinstance(value, _KINDS[kind]) and (kind == "bool" or not isinstance(value, bool)):
-            return None
-    return f"{type(value).__name__} {value!r}"
-
-
-def _check_options(name: str, function: Callable, options: dict) -> None:
-    """Refuse options the sampler does not take (listing the ones it does) and values whose type differs from
-    the one its signature declares (``eta = true`` for a float, ``max_iter = "10"`` for an int)."""
-    params = inspect.signature(function).parameters
-    fixed = {"problem", "y", "num_samples", "generator", "progress", "steps"}
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(options) - set(params))
-        if unknown:
-            allowed = ", ".join(k for k, p in params.items()
-                                if k not in fixed and p.kind is inspect.Parameter.KEYWORD_ONLY)
-            raise StudySpecError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {allowed}")
-    for key, value in options.items():
-        if key in fixed:
-            raise StudySpecError(f"{name}: option {key!r} is set by the study itself (num_samples, steps, ...), "
-                                 "not in options")
-        declared = _declared_kinds(params[key]) if key in params else None
-        if declared is None:
-            continue
-        got = _type_error(value, *declared)
-        if got is not None:
-            want = " or ".join(sorted(declared[0]) + (["None"] if declared[1] else []))
-            raise StudySpecError(f"{name}: option {key!r} must be {want}, got {got}")
 
 
 def _in_prior_dtype(problem: InverseProblem, y: torch.Tensor) -> torch.Tensor:
@@ -408,6 +338,11 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
     if problem is not None and (backend != "local" or workers > 1):
         raise StudySpecError("a custom problem= runs only on the serial local backend (workers=1)")
     tasks = study_tasks(spec, labels)
+    for sampler in spec.samplers:  # before any work: a sample count that cannot fit is refused with an estimate
+        try:
+            check_memory(sampler.num_samples, spec.image_size, f"'samplers.{sampler.label}.num_samples' =")
+        except ValueError as exc:
+            raise StudySpecError(f"study spec {spec.path}: {exc}") from None
     with study_lock(results):
         store.clean_tmp(results)
         if not recompute:

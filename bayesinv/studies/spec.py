@@ -194,7 +194,7 @@ def _sampler(read: _Reader, label: str, table, check_options: bool) -> SamplerSp
     name = read.get(table, "sampler", str, where)
     options = dict(read.get(table, "options", dict, where, default={}))
     if check_options:
-        from bayesinv.studies.runner import check_sampler_options
+        from bayesinv.studies.options import check_sampler_options
 
         try:
             check_sampler_options(name, options)

@@ -205,3 +205,13 @@ def test_ctrl_c_inside_real_dps_chunks_saves_nothing(tmp_path):
     results = tmp_path / "results"
     assert not (results / "dps").exists() or not any((results / "dps").iterdir())
     assert not list(results.rglob("*.tmp"))
+
+
+def test_a_sample_count_that_cannot_fit_is_refused_before_any_work(tmp_path, tiny_problem):
+    from bayesinv.studies import StudySpecError
+
+    spec = tiny_spec(tmp_path, samplers={"huge": {"sampler": "exact", "num_samples": 10**12}})
+    with pytest.raises(StudySpecError, match=r"'samplers\.huge\.num_samples' = 1000000000000 needs at least "
+                                             r"[\d.]+ GiB .*more than this machine's"):
+        run_study(spec, problem=tiny_problem, progress=False)
+    assert not (tmp_path / "results" / "cases").exists()
