@@ -19,6 +19,7 @@ here imports the studies layer.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +29,10 @@ from bayesinv.noise import Gaussian
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 
-__all__ = ["resolve_prior", "make_problem", "sampler_registry", "sampler_function", "run_sampler"]
+__all__ = ["resolve_prior", "make_problem", "sampler_registry", "sampler_function", "run_sampler", "check_memory",
+           "physical_memory", "WORKING_COPIES"]
+
+WORKING_COPIES = 3  # iterate, denoised estimate and returned samples, each num_samples x C x H x W in float64
 
 
 def resolve_prior(name: str, image_size: int = 32):
@@ -74,23 +78,89 @@ def sampler_registry() -> dict[str, Callable[..., Posterior]]:
 
 
 def sampler_function(name: str, options: Mapping[str, Any]) -> Callable[..., Posterior]:
-    """The sampler ``name``, after checking that it takes every key of ``options``.
+    """The sampler ``name``, after checking that it takes every key of ``options`` with values of the types its
+    signature declares (``eta = true`` or ``"0.5"`` for a ``float``, ``max_iter = "10"`` for an ``int``).
 
-    Raises ``ValueError`` naming the valid samplers (unknown name) or the sampler's options (unknown option).
+    Raises ``ValueError`` naming the valid samplers (unknown name) or the option (unknown option, wrong type).
+    Integers are accepted for ``float`` options; booleans are never numbers; options annotated with anything
+    but ``float``/``int``/``bool``/``str``/``None`` (tuples, tensors, models) pass unchecked.
     """
     registry = sampler_registry()
     if name not in registry:
         raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(registry)}")
-    function = registry[name]
+    _check_options(name, registry[name], options)
+    return registry[name]
+
+
+_KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
+
+
+def _declared_kinds(param: inspect.Parameter) -> tuple[set[str], bool] | None:
+    """``({"float", "int", ...}, None allowed)`` from a parameter's annotation when it is built only from
+    float/int/bool/str/None; None (no check) for anything else (tuples, tensors, callables, models)."""
+    annotation = param.annotation
+    if annotation is inspect.Parameter.empty:
+        return None
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    tokens = set(re.findall(r"[A-Za-z_][\w.]*", text))
+    if not tokens or tokens - {"float", "int", "bool", "str", "None", "Optional"}:
+        return None
+    return tokens & set(_KINDS), "None" in tokens or "Optional" in tokens
+
+
+def _type_error(value, kinds: set[str], allow_none: bool) -> str | None:
+    if value is None:
+        return None if allow_none else "None"
+    for kind in kinds:
+        if isinstance(value, _KINDS[kind]) and (kind == "bool" or not isinstance(value, bool)):
+            return None
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_options(name: str, function: Callable, options: dict) -> None:
+    """Refuse options the sampler does not take (listing the ones it does) and values whose type differs from
+    the one its signature declares (``eta = true`` for a float, ``max_iter = "10"`` for an int)."""
     params = inspect.signature(function).parameters
+    fixed = {"problem", "y", "num_samples", "generator", "progress", "steps"}
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        fixed = {"problem", "y", "num_samples", "generator", "progress", "steps"}
         unknown = sorted(set(options) - set(params))
         if unknown:
             allowed = ", ".join(k for k, p in params.items()
                                 if k not in fixed and p.kind is inspect.Parameter.KEYWORD_ONLY)
             raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {allowed}")
-    return function
+    for key, value in options.items():
+        if key in fixed:
+            raise ValueError(f"{name}: option {key!r} is set by the study itself (num_samples, steps, ...), "
+                                 "not in options")
+        declared = _declared_kinds(params[key]) if key in params else None
+        if declared is None:
+            continue
+        got = _type_error(value, *declared)
+        if got is not None:
+            want = " or ".join(sorted(declared[0]) + (["None"] if declared[1] else []))
+            raise ValueError(f"{name}: option {key!r} must be {want}, got {got}")
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None if unknown)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(num_samples: int, image_size: int, what: str, channels: int = 1) -> None:
+    """Raise ``ValueError`` (naming ``what``, e.g. ``"--num-samples"``) with an estimate when ``num_samples``
+    images of ``channels x image_size x image_size`` float64 pixels, times :data:`WORKING_COPIES`, exceed the
+    machine's physical memory: a clear refusal instead of the allocator's message after minutes of work."""
+    need = num_samples * channels * image_size * image_size * 8 * WORKING_COPIES
+    total = physical_memory()
+    if total is not None and need > total:
+        raise ValueError(f"{what} {num_samples} needs at least {need / 2**30:.1f} GiB ({num_samples} x "
+                         f"{channels}x{image_size}x{image_size} pixels x 8 bytes x {WORKING_COPIES} working copies), "
+                         f"more than this machine's {total / 2**30:.1f} GiB; use fewer samples")
 
 
 def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None,

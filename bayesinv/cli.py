@@ -7,8 +7,10 @@ imports what it needs lazily so that ``bayesinv --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 __all__ = ["main", "COMMANDS"]
 
@@ -139,9 +141,47 @@ def parse_options(items: Sequence[str]) -> dict:
     return options
 
 
+MAX_IMAGE_INDEX = 9_999  # held-out phantoms are generated in order: index i costs i + 1 phantoms (~1 ms each)
+
+
+def _prior_image_size(prior: str) -> int:
+    """The image size of a prior, read from its config without loading the weights (32 for phantom-gaussian)."""
+    if prior == "phantom-gaussian":
+        return 32
+    import tomllib
+
+    from bayesinv.priors.hub import resolve_model
+
+    config = resolve_model(prior) / "config.toml"
+    try:
+        return int(tomllib.loads(config.read_text())["data"]["image_size"])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"--prior {prior}: cannot read [data] image_size from {config} ({exc})") from exc
+
+
+def check_sample_request(args: argparse.Namespace) -> None:
+    """Refuse, before any work, what cannot succeed: a negative or huge ``--image-index``, ``--out`` naming a
+    file, and a ``--num-samples`` whose samples alone would not fit in this machine's memory."""
+    if not 0 <= args.image_index <= MAX_IMAGE_INDEX:
+        raise ValueError(f"--image-index must be in [0, {MAX_IMAGE_INDEX}] (test phantoms are generated in "
+                         f"order, so index i costs i + 1 phantoms), got {args.image_index}")
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file; give a folder (it receives posterior.safetensors, "
+                         ".json and .png)")
+    from bayesinv.builders import check_memory
+
+    check_memory(args.num_samples, _prior_image_size(args.prior), "--num-samples")
+
+
 def _run_sample(args: argparse.Namespace) -> int:
     from bayesinv.sampling import sample_cli
 
+    check_sample_request(args)
     path = sample_cli(problem=args.problem, prior=args.prior, sampler=args.sampler, num_samples=args.num_samples,
                       steps=args.steps, noise_sigma=args.noise_sigma, image_index=args.image_index, seed=args.seed,
                       out=args.out, progress=not args.no_progress, options=parse_options(args.option))
@@ -155,13 +195,15 @@ def _add_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="where test cases run")
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-recompute", action="store_true",
+                   help="refuse (instead of recomputing) when results on disk do not match the spec")
 
 
 def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:
     from bayesinv.studies import calibrate
 
     report = calibrate(args.study, args.out, audit=audit, backend=args.backend, workers=args.workers,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, recompute=not args.no_recompute)
     print(f"report: {report}")
     return 0
 
@@ -199,19 +241,86 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bayesinv`` console script."""
-    args = build_parser().parse_args(argv)
+def _written_by(args: argparse.Namespace) -> list[Path]:
+    """The files a command writes through ``<name>.tmp`` (removed when it fails half-way)."""
+    if args.command == "sample":
+        out = Path(args.out)
+        return [out / "posterior.safetensors", out / "posterior.safetensors.json"]
+    if args.command == "report":
+        out = Path(args.out) if args.out is not None else Path(args.results).parent / "report.html"
+        return [out, out.with_name(out.stem + ".json")]
+    return []
+
+
+def _remove_partial_files(args: argparse.Namespace) -> None:
+    for path in _written_by(args):
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _one_line(args: argparse.Namespace, exc: BaseException) -> str | None:
+    """The one-line message of an expected failure, naming the file, key or argument; None for a bug."""
     from bayesinv.errors import BayesinvError
 
+    kind = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if args.command == "report" and (isinstance(exc, KeyError) or kind == "UndefinedError"):
+        key = exc.args[0] if isinstance(exc, KeyError) and exc.args else text
+        return (f"{Path(args.results) / 'analysis.json'} lacks {key!r} (written by another bayesinv version or "
+                "edited): run `bayesinv calibrate` on the study again")
+    if isinstance(exc, json.JSONDecodeError):
+        where = Path(args.results) / "analysis.json" if args.command == "report" else "a JSON file"
+        return f"{where} is not valid JSON ({text})"
+    if kind == "SafetensorError":  # safetensors' own error names no file
+        if args.command == "report":
+            where = Path(args.results) / "analysis.safetensors"
+        elif args.command == "sample":
+            where = Path(args.out) / "posterior.safetensors"
+        else:
+            where = "a result file"
+        return f"cannot read or write {where}: {text}"
+    if isinstance(exc, OSError):
+        if exc.filename is not None and str(exc.filename) not in text:
+            return f"{exc.strerror or text}: {exc.filename}"
+        written = _written_by(args)
+        if exc.filename is None and written and str(written[0].parent) not in text:
+            return f"cannot write {written[0].parent}: {text}"
+        return text
+    if isinstance(exc, BayesinvError | ValueError | TypeError):
+        return text
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bayesinv`` console script.
+
+    An expected failure (bad input, a missing or broken file, a full disk, a study in use) prints one line
+    ``bayesinv <command>: error: ...`` naming the file, key or argument and returns 2; ``--debug`` (anywhere
+    on the command line) shows the traceback instead. Ctrl-C returns 130 and keeps finished work.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][2](args)
-    except (BayesinvError, FileNotFoundError, ValueError) as exc:  # clear message, no traceback
-        print(f"bayesinv {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"bayesinv {args.command}: interrupted; finished work is kept on disk", file=sys.stderr)
+        _remove_partial_files(args)
+        print(f"bayesinv {args.command}: interrupted; finished work is kept on disk and the next run resumes",
+              file=sys.stderr)
         return 130
+    except Exception as exc:
+        _remove_partial_files(args)
+        message = _one_line(args, exc)
+        if debug or message is None:
+            raise
+        print(f"bayesinv {args.command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

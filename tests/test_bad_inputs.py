@@ -87,6 +87,8 @@ def _model_copy(tmp: Path, damage: str) -> Path:
     """A copy of the shipped phantom32 folder under ``tmp/models`` with one kind of damage."""
     import shutil
 
+    from bayesinv.priors.networks.weights import write_checksums
+
     from bayesinv.priors.hub import model_dir
 
     root = tmp / "models"
@@ -98,6 +100,18 @@ def _model_copy(tmp: Path, damage: str) -> Path:
         (folder / "weights.safetensors").write_bytes(bytes(data))
     elif damage == "remove":
         (folder / "SHA256SUMS").unlink()
+    elif damage == "list /etc/hostname":
+        (folder / "SHA256SUMS").write_text((folder / "SHA256SUMS").read_text() + "0" * 64 + "  /etc/hostname\n")
+    elif damage == "unlist config":
+        write_checksums(folder, ("weights.safetensors",))
+    elif damage == "wrong shape":
+        from safetensors.torch import load_file, save_file
+
+        weights = load_file(str(folder / "weights.safetensors"))
+        name = next(k for k, v in weights.items() if v.ndim == 4 and v.shape[1] > 1 and v.shape[-1] == 3)
+        weights[name] = weights[name][:, :1].contiguous()
+        save_file(weights, str(folder / "weights.safetensors"))
+        write_checksums(folder)
     return root
 
 
@@ -202,6 +216,26 @@ ROWS = [
     ("unwritable results folder", lambda tmp: run_study(_parse(_study_text()), tmp / "a-file" / "results",
                                                         progress=False),
      PermissionError, r"cannot write study results"),
+    # -- study integrity (issue 17) --------------------------------------------------------------------
+    ("misspelled sampler key", lambda tmp: _parse(_study_text() + "num_sample = 4\n"), StudySpecError,
+     r"unknown key 'samplers\.tv\.num_sample'; did you mean 'samplers\.tv\.num_samples'\?"),
+    ("misspelled section", lambda tmp: _parse(_study_text() + "[diagnostic]\nalpha = 0.1\n"), StudySpecError,
+     r"unknown key 'diagnostic'; did you mean 'diagnostics'\?"),
+    ("NaN lesion threshold", lambda tmp: _parse(_study_text() + "[diagnostics]\nlesion_threshold = nan\n"),
+     StudySpecError, r"'diagnostics\.lesion_threshold' must be a finite number, got nan"),
+    ("sampler labelled 'cases'", lambda tmp: _parse(_study_text().replace("[samplers.tv]", "[samplers.cases]")),
+     StudySpecError, r"'samplers\.cases' is reserved"),
+    ("text for an integer option",
+     lambda tmp: _parse(_study_text() + "[samplers.tv.options]\nmax_iter = \"10\"\n"), StudySpecError,
+     r"tv: option 'max_iter' must be int or None, got str '10'"),
+    ("spec error names the file", lambda tmp: load_study(_write(tmp, _study_text() + "sed = 1\n")), StudySpecError,
+     r"study spec .*study\.toml: unknown key 'samplers\.tv\.sed'"),
+    ("checksum entry outside the model folder", lambda tmp: _load(_model_copy(tmp, "list /etc/hostname")),
+     WeightsError, r"'/etc/hostname' is outside the model folder"),
+    ("config missing from the checksums", lambda tmp: _load(_model_copy(tmp, "unlist config")), WeightsError,
+     r"does not list config\.toml"),
+    ("weights tensor of the wrong shape", lambda tmp: _load(_model_copy(tmp, "wrong shape")), ShapeError,
+     r"do not fit the network: tensor .*: \(\d+, 1, 3, 3\) \(network: "),
 ]
 
 
@@ -235,3 +269,43 @@ def test_cli_reports_bad_input_in_one_line(row, tmp_path, monkeypatch):
     import re
 
     assert re.search(pattern, err), err
+
+
+# -- the integrity table (issue 17): expected failures of the command line, one line each, exit status 2 -------
+_SAMPLE = ["sample", "--problem", "inpaint", "--prior", "phantom-gaussian", "--no-progress"]
+
+CLI_INTEGRITY_ROWS = [
+    ("option of the wrong type", _SAMPLE + ["--sampler", "ddrm", "--option", 'eta="0.5"'],
+     r"ddrm: option 'eta' must be float, got str '0\.5'"),
+    ("boolean for a number", _SAMPLE + ["--sampler", "ddrm", "--option", "eta=true"],
+     r"ddrm: option 'eta' must be float, got bool True"),
+    ("DDRM on multi-coil MRI", ["sample", "--problem", "mri_multicoil", "--prior", "phantom-gaussian", "--sampler",
+                                "ddrm", "--num-samples", "2", "--no-progress"], r"ddrm needs .*SVD.*MultiCoilMRI"),
+    ("negative image index", _SAMPLE + ["--image-index", "-1"], r"--image-index must be in \[0, 9999\].*got -1"),
+    ("a million phantoms", _SAMPLE + ["--image-index", "1000000"], r"--image-index must be in \[0, 9999\].*1000000"),
+    ("more samples than memory", _SAMPLE + ["--num-samples", "1000000000"],
+     r"--num-samples 1000000000 needs at least [\d.]+ GiB .* more than this machine's"),
+    ("zero samples on the command line", _SAMPLE + ["--num-samples", "0"], r"--num-samples must be >= 1, got 0"),
+    ("--out on an existing file", _SAMPLE + ["--out", "a-file"], r"--out a-file is an existing file; give a folder"),
+    ("unknown prior name", _SAMPLE[:3] + ["--prior", "phantom33", "--no-progress"], r"no model 'phantom33'"),
+    ("model name in the working directory", _SAMPLE[:3] + ["--prior", "local-model", "--no-progress"],
+     r"no model 'local-model': .* does not exist.*'\./local-model'"),
+    ("report of a folder without analysis", ["report", "."], r"no analysis in"),
+]
+
+
+@pytest.mark.parametrize("row", CLI_INTEGRITY_ROWS, ids=[r[0] for r in CLI_INTEGRITY_ROWS])
+def test_cli_integrity_rows(row, tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "local-model").mkdir()
+    (tmp_path / "local-model" / "config.toml").write_text("")
+    _, args, pattern = row
+    code, err = _cli(*args)
+    assert code == 2, err
+    assert err.startswith(f"bayesinv {args[0]}: error:") and "Traceback" not in err
+    assert err.count("\n") == 1  # one line
+    assert re.search(pattern, err), err
+    assert not list(tmp_path.rglob("*.tmp"))

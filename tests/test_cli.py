@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from bayesinv.cli import main, parse_options
 
@@ -68,3 +71,225 @@ def test_train_refuses_bad_overrides_before_training(tmp_path, monkeypatch, caps
     assert main(["train", "prior", "--config", config, "--set", "training.max_steps=1"]) == 2
     assert "give --out" in capsys.readouterr().err
     assert not (tmp_path / "dirac-blur32").exists()
+
+
+# -- expected failures: one line naming the file, key or argument; exit status 2; --debug shows the traceback --
+
+STUDY = """
+name = "cli-tiny"
+seed = 2
+[problem]
+operator = "denoise"
+image_size = 8
+noise_sigma = 0.1
+[prior]
+name = "phantom-gaussian"
+[data]
+family = "prior"
+num_calibration = 3
+num_test = 3
+[samplers.exact]
+sampler = "exact"
+num_samples = 4
+[diagnostics]
+audit = false
+"""
+
+
+def _run(argv, capsys) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _one_line(err: str, command: str) -> None:
+    assert err.startswith(f"bayesinv {command}: error:") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-study")
+    (folder / "study.toml").write_text(STUDY)
+    assert main(["calibrate", str(folder), "--no-progress"]) == 0
+    return folder
+
+
+def _copy_study(study, tmp_path):
+    import shutil
+
+    shutil.copytree(study, tmp_path / "s")
+    return tmp_path / "s"
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["sample", "--problem", "inpaint", "--prior", "phantom-gaussian", "--image-index", "-1"]
+    code, err = _run(argv, capsys)
+    assert code == 2
+    _one_line(err, "sample")
+    with pytest.raises(ValueError, match="--image-index must be in"):
+        main(["--debug"] + argv)
+    with pytest.raises(ValueError, match="--image-index must be in"):
+        main(argv + ["--debug"])
+
+
+def test_full_disk_while_sampling_names_the_folder_and_leaves_no_tmp(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import bayesinv.posterior
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bayesinv.posterior, "save_file", full)
+    code, err = _run(["sample", "--problem", "inpaint", "--prior", "phantom-gaussian", "--sampler", "exact",
+                      "--num-samples", "2", "--no-progress", "--out", "run"], capsys)
+    assert code == 2
+    _one_line(err, "sample")
+    assert "cannot write run: [Errno 28] No space left on device" in err
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_unwritable_out_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    code, err = _run(["sample", "--problem", "inpaint", "--prior", "phantom-gaussian", "--sampler", "exact",
+                      "--num-samples", "2", "--no-progress", "--out", "a-file/run"], capsys)
+    assert code == 2
+    _one_line(err, "sample")
+    assert "a-file" in err
+
+
+def test_read_only_out_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+    import pathlib
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ro").mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root writes into read-only folders: have the file system refuse as it would a user
+        original = pathlib.Path.mkdir
+
+        def refuse(self, *args, **kwargs):
+            if "ro" in self.parts:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    code, err = _run(["sample", "--problem", "inpaint", "--prior", "phantom-gaussian", "--sampler", "exact",
+                      "--num-samples", "2", "--no-progress", "--out", "ro/run"], capsys)
+    assert code == 2
+    _one_line(err, "sample")
+    assert "Permission denied" in err and "ro/run" in err
+
+
+def test_weights_with_a_tensor_of_the_wrong_shape(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from bayesinv.priors.hub import models_root
+    from bayesinv.priors.networks.weights import write_checksums
+
+    folder = tmp_path / "broken"
+    shutil.copytree(models_root() / "phantom32", folder)
+    weights = load_file(str(folder / "weights.safetensors"))
+    name = next(k for k, v in weights.items() if v.ndim == 4)
+    weights[name] = weights[name][:1].contiguous()
+    save_file(weights, str(folder / "weights.safetensors"))
+    write_checksums(folder)
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(["sample", "--problem", "deblur", "--prior", "./broken", "--num-samples", "2",
+                      "--no-progress"], capsys)
+    assert code == 2
+    _one_line(err, "sample")
+    assert f"weights broken/weights.safetensors do not fit the network: tensor {name}" in err
+
+
+def test_report_of_a_broken_analysis(study, tmp_path, capsys):
+    folder = _copy_study(study, tmp_path)
+    results = folder / "results"
+    data = (results / "analysis.safetensors").read_bytes()
+    (results / "analysis.safetensors").write_bytes(data[: len(data) // 2])
+    code, err = _run(["report", str(results)], capsys)
+    assert code == 2
+    _one_line(err, "report")
+    assert f"{results / 'analysis.safetensors'}" in err
+    analysis = json.loads((results / "analysis.json").read_text())
+    del analysis["main_level"]
+    (results / "analysis.json").write_text(json.dumps(analysis))
+    (results / "analysis.safetensors").write_bytes(data)
+    code, err = _run(["report", str(results)], capsys)
+    assert code == 2
+    _one_line(err, "report")
+    assert f"{results / 'analysis.json'} lacks 'main_level'" in err
+    (results / "analysis.json").write_text('{"study": ')
+    code, err = _run(["report", str(results)], capsys)
+    assert code == 2 and f"{results / 'analysis.json'} is not valid JSON" in err
+    assert not list(folder.rglob("*.tmp"))
+
+
+def test_report_on_a_full_disk_leaves_no_tmp(study, tmp_path, monkeypatch, capsys):
+    import errno
+    import pathlib
+
+    folder = _copy_study(study, tmp_path)
+    original = pathlib.Path.write_text
+
+    def full(self, text, *args, **kwargs):
+        if self.name.endswith(".tmp"):
+            original(self, text[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full)
+    code, err = _run(["report", str(folder / "results"), "--out", str(tmp_path / "out" / "r.html")], capsys)
+    assert code == 2
+    _one_line(err, "report")
+    assert "No space left on device" in err and str(tmp_path / "out") in err
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_calibrate_after_a_spec_edit_and_with_no_recompute(study, tmp_path, capsys):
+    folder = _copy_study(study, tmp_path)
+    (folder / "study.toml").write_text(STUDY.replace("num_samples = 4", "num_samples = 3"))
+    code, err = _run(["calibrate", str(folder), "--no-progress", "--no-recompute"], capsys)
+    assert code == 2
+    _one_line(err, "calibrate")
+    assert "do not match the spec" in err and "--no-recompute" in err
+    assert main(["calibrate", str(folder), "--no-progress"]) == 0
+    assert json.loads((folder / "report.json").read_text())["samplers"]["exact"]["num_samples"] == 3
+
+
+def test_calibrate_with_a_bad_spec_names_the_file_and_key(tmp_path, capsys):
+    bad = STUDY + '[samplers.tv]\nsampler = "tv"\n[samplers.tv.options]\nmax_iter = "10"\n'
+    (tmp_path / "study.toml").write_text(bad)
+    code, err = _run(["calibrate", str(tmp_path), "--no-progress"], capsys)
+    assert code == 2
+    _one_line(err, "calibrate")
+    assert f"{tmp_path / 'study.toml'}: 'samplers.tv.options': tv: option 'max_iter' must be int or None" in err
+    (tmp_path / "study.toml").write_text(STUDY.replace("num_samples", "num_sample"))
+    code, err = _run(["calibrate", str(tmp_path), "--no-progress"], capsys)
+    assert "did you mean 'samplers.exact.num_samples'?" in err
+
+
+def test_calibrate_of_a_folder_in_use_names_the_process(study, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    folder = _copy_study(study, tmp_path)
+    hold = ("import sys, time\nfrom bayesinv.studies.lock import study_lock\nwith study_lock(sys.argv[1]):\n"
+            "    print('held', flush=True)\n    time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with subprocess.Popen([sys.executable, "-c", hold, str(folder / "results")], stdout=subprocess.PIPE, text=True,
+                          env=env) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            code, err = _run(["calibrate", str(folder), "--no-progress"], capsys)
+        finally:
+            holder.kill()
+    assert code == 2
+    _one_line(err, "calibrate")
+    assert f"in use by process {holder.pid}" in err

@@ -10,6 +10,10 @@ take their scale defaults (score-SDE's consistency cutoff, annealed Langevin's t
 
 The models folder is, in order: the ``root`` argument, the ``BAYESINV_MODELS`` environment variable, or
 ``models/`` at the root of the bayesinv checkout (the package is installed with ``pip install -e .``).
+A model *name* (``"phantom32"``) is looked up only there, never in the working directory; a folder elsewhere
+is given as a *path*: a ``Path``, or text with a path separator or starting with ``.`` or ``~``
+(``"./my-model"``, ``"/data/my-model"``); see :func:`resolve_model`. ``SHA256SUMS`` must list every file
+that loading reads (the weights and ``config.toml``) and only files inside the folder.
 
 >>> models_root("/data/bayesinv-models").as_posix()
 '/data/bayesinv-models'
@@ -27,7 +31,7 @@ from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.networks.config import build_network, build_schedule, read_config
 from bayesinv.priors.networks.weights import CHECKSUMS_NAME, WEIGHTS_NAME, load_weights, sha256_file
 
-__all__ = ["models_root", "model_dir", "available_models", "verify_checksums", "load_prior", "build_prior",
+__all__ = ["models_root", "model_dir", "resolve_model", "is_path_like", "available_models", "verify_checksums", "load_prior", "build_prior",
            "REQUIRED_FILES"]
 
 REQUIRED_FILES = ("config.toml", WEIGHTS_NAME, CHECKSUMS_NAME, "MODEL_CARD.md")
@@ -43,17 +47,40 @@ def models_root(root: str | Path | None = None) -> Path:
     return Path(__file__).resolve().parents[2] / "models"
 
 
-def model_dir(name: str | Path, root: str | Path | None = None) -> Path:
-    """The folder of model ``name``: ``name`` itself if it is an existing folder path, else ``<root>/<name>``."""
-    path = Path(name)
-    if path.is_dir() and (path / "config.toml").exists():
-        return path
-    folder = models_root(root) / str(name)
+def is_path_like(name: str | os.PathLike) -> bool:
+    """True if ``name`` is given as a path (a ``Path``, or text with a separator or a leading ``.`` or ``~``)."""
+    if isinstance(name, os.PathLike):
+        return True
+    text = str(name)
+    return os.sep in text or "/" in text or (os.altsep is not None and os.altsep in text) or text.startswith((".", "~"))
+
+
+def resolve_model(name: str | os.PathLike, root: str | Path | None = None, *, kind: str = "model") -> Path:
+    """The folder of a model: ``<models root>/<name>`` for a plain name, or the folder a path names.
+
+    A plain name never resolves against the working directory, so the same spec loads the same model from
+    any directory. Raises :class:`WeightsError` naming what was looked for when the folder does not exist.
+    """
+    if is_path_like(name):
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise WeightsError(f"no {kind} folder {str(name)!r}: {folder.resolve()} is not a folder")
+        return folder
+    text = str(name)
+    if not text or text in (".", ".."):
+        raise WeightsError(f"no {kind} {text!r}: give a model name or a folder path")
+    folder = models_root(root) / text
     if not folder.is_dir():
         known = available_models(root)
-        raise WeightsError(f"no model {str(name)!r}: {folder} does not exist; available in {models_root(root)}: "
-                           f"{known} (set BAYESINV_MODELS or pass root= to look elsewhere)")
+        raise WeightsError(f"no {kind} {text!r}: {folder} does not exist; available in {models_root(root)}: "
+                           f"{known} (set BAYESINV_MODELS or pass root= to look elsewhere, or give a folder as a "
+                           f"path such as './{text}')")
     return folder
+
+
+def model_dir(name: str | Path, root: str | Path | None = None) -> Path:
+    """The folder of model ``name`` (:func:`resolve_model`)."""
+    return resolve_model(name, root)
 
 
 def available_models(root: str | Path | None = None) -> list[str]:
@@ -62,12 +89,14 @@ def available_models(root: str | Path | None = None) -> list[str]:
     return sorted(p.name for p in base.iterdir() if (p / "config.toml").exists()) if base.is_dir() else []
 
 
-def verify_checksums(folder: str | Path, required: tuple[str, ...] = (WEIGHTS_NAME,)) -> dict[str, str]:
+def verify_checksums(folder: str | Path, required: tuple[str, ...] = (WEIGHTS_NAME, "config.toml")) -> dict[str, str]:
     """Check every file listed in ``folder/SHA256SUMS``; return ``{name: hex}``.
 
-    Raises :class:`WeightsError` if ``SHA256SUMS`` or a listed file is missing or a ``required`` file is not
-    listed, :class:`ChecksumMismatch` if a file's SHA-256 differs from the recorded one. Every model folder
-    (priors, Dirac networks, learned baselines) is verified here.
+    Raises :class:`WeightsError` if ``SHA256SUMS`` or a listed file is missing, a ``required`` file (every
+    file that loading reads: the weights and ``config.toml``) is not listed, or an entry points outside the
+    folder (an absolute path, ``..``, a link leading out); :class:`ChecksumMismatch` if a file's SHA-256
+    differs from the recorded one. Every model folder (priors, Dirac networks, learned baselines) is
+    verified here.
     """
     folder = Path(folder)
     sums_path = folder / CHECKSUMS_NAME
@@ -80,12 +109,19 @@ def verify_checksums(folder: str | Path, required: tuple[str, ...] = (WEIGHTS_NA
         parts = line.split()
         if len(parts) != 2 or len(parts[0]) != 64:
             raise WeightsError(f"{sums_path}:{line_no}: expected '<64 hex digits>  <file name>', got {line!r}")
-        recorded[parts[1].lstrip("*")] = parts[0].lower()
+        entry = parts[1].lstrip("*")
+        if Path(entry).is_absolute() or entry.startswith("~") or ".." in Path(entry).parts or "\\" in entry:
+            raise WeightsError(f"{sums_path}:{line_no}: {entry!r} is outside the model folder; {CHECKSUMS_NAME} may "
+                               "list only files inside it")
+        recorded[entry] = parts[0].lower()
     for name in required:
         if name not in recorded:
             raise WeightsError(f"{sums_path} does not list {name}: refusing to load unverified weights")
+    inside = folder.resolve()
     for name, expected in recorded.items():
         path = folder / name
+        if path.exists() and not path.resolve().is_relative_to(inside):
+            raise WeightsError(f"{sums_path}: {name!r} leads outside the model folder (to {path.resolve()})")
         if not path.is_file():
             raise WeightsError(f"{path} is listed in {CHECKSUMS_NAME} but missing")
         actual = sha256_file(path)
@@ -114,7 +150,7 @@ def load_prior(name: str | Path = "phantom32", *, root: str | Path | None = None
     for required in REQUIRED_FILES:
         if not (folder / required).is_file():
             raise WeightsError(f"model folder {folder} lacks {required} (needs {', '.join(REQUIRED_FILES)})")
-    verify_checksums(folder)
+    verify_checksums(folder, required=(WEIGHTS_NAME, "config.toml"))
     return build_prior(folder, device=device)
 
 

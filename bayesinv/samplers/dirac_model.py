@@ -20,7 +20,7 @@ from torch import nn
 
 from bayesinv.errors import WeightsError
 from bayesinv.operators.degradation import Degradation, GeometricNoise, degradation_from_config
-from bayesinv.priors.hub import models_root, verify_checksums
+from bayesinv.priors.hub import resolve_model, verify_checksums
 from bayesinv.priors.networks.unet import UNet, inference_layout
 from bayesinv.priors.networks.weights import CHECKSUMS_NAME, WEIGHTS_NAME, load_weights, read_toml_config
 
@@ -88,10 +88,7 @@ def load_dirac(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     and returns ``x0_hat`` in the caller's dtype and device. Loaded models are kept per (folder, file
     checksums, device), so repeated calls (one per measurement) cost one checksum pass.
     """
-    path = Path(name_or_path)
-    folder = path if path.is_dir() else models_root() / str(name_or_path)
-    if not folder.is_dir():
-        raise WeightsError(f"no Dirac model {name_or_path!r}: {folder} is not a folder")
+    folder = resolve_model(name_or_path, kind="Dirac model")  # a name: models root only, never the working directory
     _verify(folder)
     key = (str(folder.resolve()), (folder / CHECKSUMS_NAME).read_text(), str(device))
     if key not in _LOADED:

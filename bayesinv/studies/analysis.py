@@ -34,7 +34,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.ndimage
 import torch
-from safetensors.torch import save_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
@@ -44,7 +43,9 @@ from bayesinv.diagnostics.coverage import clopper_pearson_interval, coverage, eq
 from bayesinv.diagnostics.sbc import sbc
 from bayesinv.diagnostics.tarp import tarp
 from bayesinv.posterior import Posterior
-from bayesinv.studies.runner import is_done, load_case, result_path, sampler_cases, splits, study_problem
+from bayesinv.studies import store
+from bayesinv.studies.lock import study_lock
+from bayesinv.studies.runner import load_case, result_path, result_problem, sampler_cases, splits, study_problem
 from bayesinv.studies.spec import StudySpec
 
 __all__ = ["SplitData", "load_split", "region_masks", "calibration_summary", "verdict", "analyze_study"]
@@ -64,13 +65,16 @@ class SplitData(NamedTuple):
     point_estimate: bool
 
 
-def load_split(results: Path, spec: StudySpec, label: str, split: str) -> SplitData:
-    """Stack the results of sampler ``label`` on ``split``; raise if any is missing."""
+def load_split(results: Path, spec: StudySpec, label: str, split: str, problem=None) -> SplitData:
+    """Stack the results of sampler ``label`` on ``split``; raise if any is missing, broken or stale (made
+    by another spec: only results that verify against ``spec`` are used)."""
     n = sampler_cases(spec, label, split)
-    missing = [i for i in range(n) if not is_done(results, label, split, i)]
+    missing = {i: why for i in range(n) if (why := result_problem(results, spec, label, split, i, problem))}
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {n} '{split}' results of sampler '{label}' are missing in "
-                                f"{results} (first: {split}-{missing[0]:04d}); run the study (it resumes) first")
+        first, why = next(iter(missing.items()))
+        raise FileNotFoundError(f"{len(missing)} of {n} '{split}' results of sampler '{label}' are missing or "
+                                f"do not match the spec in {results} (first: {result_path(results, label, split, first)}"
+                                f": {why}); run the study (it resumes) first")
     posts = [Posterior.load(result_path(results, label, split, i)) for i in range(n)]
     cases = [load_case(results, split, i) for i in range(n)]
     samples = torch.stack([p.flat().real.double() if p.flat().is_complex() else p.flat().double() for p in posts])
@@ -278,9 +282,7 @@ def _example_arrays(spec: StudySpec, problem, data: dict[str, SplitData], index:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
-    os.replace(tmp, path)
+    store.atomic_write_text(path, json.dumps(data, indent=1, allow_nan=True))
 
 
 def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, audit: bool | None = None,
@@ -321,8 +323,8 @@ def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, 
         bar.set_postfix_str(s.label)
         generator = torch.Generator().manual_seed(spec.seed)
         try:
-            cal, test = (load_split(results, spec, s.label, split) for split in ("calibration", "test"))
-            ood = load_split(results, spec, s.label, "ood") if audit and "ood" in splits(spec) else None
+            cal, test = (load_split(results, spec, s.label, split, problem) for split in ("calibration", "test"))
+            ood = load_split(results, spec, s.label, "ood", problem) if audit and "ood" in splits(spec) else None
         except FileNotFoundError:
             if not skip_incomplete:
                 raise
@@ -356,8 +358,8 @@ def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, 
 
         for k, index in enumerate(chosen):
             arrays.update({f"ex{k}/{n}": v for n, v in example_hallucination_maps(problem, common, index).items()})
-    _write_json(results / "analysis.json", analysis)
-    tmp = results / "analysis.safetensors.tmp"
-    save_file({k: torch.as_tensor(np.ascontiguousarray(v)).float() for k, v in arrays.items()}, str(tmp))
-    os.replace(tmp, results / "analysis.safetensors")
+    with study_lock(results):
+        _write_json(results / "analysis.json", analysis)
+        store.atomic_save_tensors({k: torch.as_tensor(np.ascontiguousarray(v)).float() for k, v in arrays.items()},
+                                  results / "analysis.safetensors")
     return analysis

@@ -2,38 +2,49 @@
 
 Layout of a results folder (default ``<study folder>/results``)::
 
+    .lock                                      held while a run writes here (:mod:`~bayesinv.studies.lock`)
     cases/<split>-<index>.safetensors        truth, measurement y, lesion mask, audit centre
     <sampler label>/<split>-<index>.safetensors   the Posterior (+ .json)
 
 Splits: ``calibration`` (conformal recalibration), ``test`` (every diagnostic) and, when
-``data.num_ood > 0``, ``ood`` (out-of-distribution images, audited only). Files are written atomically
-(temporary file + rename) and a result counts as done only when both its tensor and metadata files
-exist, so an interrupted study resumes where it stopped without losing or repeating work. Each task
-draws from its own generator seeded by ``crc32(study seed, split, index, label)``, so results do not
-depend on the backend, the number of workers or the order of the tasks.
+``data.num_ood > 0``, ``ood`` (out-of-distribution images, audited only). Every file records the hash of
+everything that produced it (:mod:`~bayesinv.studies.store`) and counts as done only when it opens, has
+the expected shape and chain count, and its hash is the one the current spec gives; anything else (a spec
+edit, a truncated file, a result cut short by Ctrl-C) is named and computed again, so a rerun after any
+edit gives exactly what a fresh run gives, and an interrupted study resumes without losing or repeating
+work. Each task draws from its own generator seeded by ``crc32(study seed, split, index, label)``, so
+results do not depend on the backend, the number of workers or the order of the tasks.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import warnings
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from bayesinv import builders
 from bayesinv.builders import make_problem, resolve_prior, sampler_function
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
+from bayesinv.studies import store
 from bayesinv.studies.backends import run_tasks
-from bayesinv.studies.spec import StudySpec, StudySpecError
+from bayesinv.studies.lock import study_lock
+from bayesinv.builders import check_memory
+from bayesinv.studies.spec import StudySpec, StudySpecError, check_sampler_options
 
 __all__ = ["run_study", "build_problem", "resolve_prior", "case_path", "result_path", "load_case", "task_seed",
-           "run_sampler", "splits", "sampler_cases", "is_done", "SPLITS"]
+           "run_sampler", "splits", "sampler_cases", "is_done", "result_problem", "check_sampler_options", "SPLITS"]
+
+LOG = logging.getLogger("bayesinv.studies")
 
 SPLITS = ("calibration", "test")
 
@@ -91,10 +102,36 @@ def result_path(results: Path, label: str, split: str, index: int) -> Path:
     return Path(results) / label / f"{split}-{index:04d}.safetensors"
 
 
-def is_done(results: Path, label: str, split: str, index: int) -> bool:
-    """A result is complete when its tensors and its metadata have both been renamed into place."""
-    path = result_path(results, label, split, index)
-    return path.exists() and path.with_name(path.name + ".json").exists()
+def _custom(spec: StudySpec, problem: InverseProblem | None):
+    """A description of ``problem`` when it is not the one the spec builds (part of every hash), else None."""
+    if problem is None or _PROBLEMS.get(repr(spec)) is problem:
+        return None
+    from bayesinv.samplers._common import describe_problem
+
+    # an object's default repr holds its address, which differs between runs: keep the rest
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(describe_problem(problem), default=repr)))
+
+
+def _case_hash(spec: StudySpec, split: str, problem: InverseProblem | None = None) -> str:
+    return store.case_provenance(spec, split, split_size(spec, split), _custom(spec, problem))["hash"]
+
+
+def _result_provenance(spec: StudySpec, label: str, split: str, index: int, problem=None) -> dict:
+    return store.result_provenance(spec, label, split, index, _case_hash(spec, split, problem))
+
+
+def result_problem(results: Path, spec: StudySpec, label: str, split: str, index: int,
+                   problem: InverseProblem | None = None) -> str | None:
+    """None if the result of ``(label, split, index)`` is complete and belongs to ``spec``, else why not."""
+    sampler = next(s for s in spec.samplers if s.label == label)
+    expected = _result_provenance(spec, label, split, index, problem)["hash"]
+    return store.verify_result(result_path(results, label, split, index), expected, sampler.num_samples)
+
+
+def is_done(results: Path, label: str, split: str, index: int, *, spec: StudySpec,
+            problem: InverseProblem | None = None) -> bool:
+    """A result is done when its tensors and metadata are complete and record the hash ``spec`` gives."""
+    return result_problem(results, spec, label, split, index, problem) is None
 
 
 def _draw_images(spec: StudySpec, problem: InverseProblem, split: str, n: int):
@@ -122,36 +159,42 @@ def _draw_images(spec: StudySpec, problem: InverseProblem, split: str, n: int):
     return batch.images, batch.lesion_masks, batch.has_lesion, batch.audit_centers
 
 
-def _write_cases(spec: StudySpec, problem: InverseProblem, results: Path) -> None:
+def _write_cases(spec: StudySpec, problem: InverseProblem, results: Path, custom: InverseProblem | None) -> None:
+    """Write every case file that is missing, broken or stale (a whole split is drawn at once, as a fresh run
+    draws it, and only the bad files are replaced)."""
+    shape = [1, spec.image_size, spec.image_size]
     for split in splits(spec):
         n = split_size(spec, split)
-        if all(case_path(results, split, i).exists() for i in range(n)):
+        expected = _case_hash(spec, split, custom)
+        bad = {i: why for i in range(n) if (why := store.verify_case(case_path(results, split, i), expected,
+                                                                       shape)) is not None}
+        if not bad:
             continue
+        _log_redo("case", {case_path(results, split, i): why for i, why in bad.items()})
         images, masks, has_lesion, centres = _draw_images(spec, problem, split, n)
-        for i in range(n):
-            path = case_path(results, split, i)
-            if path.exists():
-                continue
+        for i in sorted(bad):
             truth = images[i : i + 1].double()
             gen = torch.Generator().manual_seed(task_seed(spec.seed, split, i, "y"))
             y = problem.simulate(truth, generator=gen)
             tensors = {"truth": truth[0], "lesion_mask": masks[i], "has_lesion": has_lesion[i : i + 1],
                        "audit_center": centres[i].double()}
             tensors.update(_complex_safe("y", y[0]))
-            _atomic_save(tensors, path)
+            store.atomic_save_tensors(tensors, case_path(results, split, i), {store.PROVENANCE_KEY: expected})
+
+
+def _log_redo(kind: str, bad: dict[Path, str]) -> None:
+    """Name files that exist but do not verify (missing ones are just work to do)."""
+    present = {path: why for path, why in bad.items() if why != "missing"}
+    for path, why in list(present.items())[:5]:
+        LOG.warning("recomputing %s %s: %s", kind, path, why)
+    if len(present) > 5:
+        LOG.warning("recomputing %d more %s files that are stale or broken", len(present) - 5, kind)
 
 
 def _complex_safe(name: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
     if value.is_complex():
         return {name + "_real": value.real.contiguous(), name + "_imag": value.imag.contiguous()}
     return {name: value.contiguous()}
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
 
 
 def load_case(results: Path, split: str, index: int) -> dict:
@@ -166,10 +209,7 @@ def load_case(results: Path, split: str, index: int) -> dict:
 def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None,
                 generator: torch.Generator, options: dict, progress: bool = False) -> Posterior:
     """:func:`bayesinv.builders.run_sampler`, reporting an unknown sampler or option as a :class:`StudySpecError`."""
-    try:
-        sampler_function(name, options)
-    except ValueError as exc:
-        raise StudySpecError(str(exc)) from exc
+    check_sampler_options(name, options)
     return builders.run_sampler(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
                                 options=options, progress=progress)
 
@@ -186,20 +226,43 @@ def _in_prior_dtype(problem: InverseProblem, y: torch.Tensor) -> torch.Tensor:
     return y.to(real)
 
 
+def _sample_whole(sampler, problem: InverseProblem, y: torch.Tensor, seed: int) -> Posterior:
+    """Run the sampler; a run cut short by Ctrl-C (a chunked sampler returns the finished chains with an
+    "interrupted" warning) raises ``KeyboardInterrupt`` instead of returning a partial result."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = run_sampler(sampler.sampler, problem, y, num_samples=sampler.num_samples, steps=sampler.steps,
+                           generator=torch.Generator().manual_seed(seed), options=sampler.options)
+    interrupted = False
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning) and str(w.message).startswith("interrupted"):
+            interrupted = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    chains = 1 if post.point_estimate else sampler.num_samples
+    if interrupted or post.samples.shape[0] != chains:
+        raise KeyboardInterrupt(f"{sampler.label}: {post.samples.shape[0]} of {chains} chains finished; "
+                                "nothing was saved")
+    return post
+
+
 def run_task(spec: StudySpec, results: Path, label: str, split: str, index: int,
              problem: InverseProblem | None = None) -> str:
-    """Run one (sampler, case) task unless its result exists; returns ``"done"`` or ``"skipped"``."""
-    if is_done(results, label, split, index):
-        return "skipped"
-    problem = study_problem(spec) if problem is None else problem
+    """Run one (sampler, case) task unless its result verifies; returns ``"done"`` or ``"skipped"``."""
+    provenance = _result_provenance(spec, label, split, index, problem)
     sampler = next(s for s in spec.samplers if s.label == label)
+    path = result_path(results, label, split, index)
+    why = store.verify_result(path, provenance["hash"], sampler.num_samples)
+    if why is None:
+        return "skipped"
+    if why != "missing":
+        LOG.warning("recomputing %s: %s", path, why)
+    problem = study_problem(spec) if problem is None else problem
     case = load_case(results, split, index)
     seed = task_seed(spec.seed, split, index, label)
-    post = run_sampler(sampler.sampler, problem, _in_prior_dtype(problem, case["y"].unsqueeze(0)),
-                       num_samples=sampler.num_samples,
-                       steps=sampler.steps, generator=torch.Generator().manual_seed(seed), options=sampler.options)
+    post = _sample_whole(sampler, problem, _in_prior_dtype(problem, case["y"].unsqueeze(0)), seed)
     post.seed = seed
-    post.save(result_path(results, label, split, index))
+    store.save_result(post, path, provenance)
     return "done"
 
 
@@ -216,8 +279,8 @@ def study_tasks(spec: StudySpec, labels: Iterable[str] | None = None) -> list[tu
 
 def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend: str = "local", workers: int = 1,
               progress: bool = True, labels: Iterable[str] | None = None, problem: InverseProblem | None = None,
-              on_task: Callable[[str, str, int, str], None] | None = None) -> Path:
-    """Run every (case x sampler) of ``spec`` that has no result yet; returns the results folder.
+              on_task: Callable[[str, str, int, str], None] | None = None, recompute: bool = True) -> Path:
+    """Run every (case x sampler) of ``spec`` without a verified result; returns the results folder.
 
     Parameters
     ----------
@@ -230,6 +293,12 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
     problem : use this :class:`InverseProblem` instead of building one from the spec (custom Pyro
         models; serial local backend only).
     on_task : called as ``on_task(label, split, index, status)`` after each task (serial backend).
+    recompute : compute again the files that are stale (another spec, prior or version) or broken
+        (truncated, cut short); with ``False`` such files raise
+        :class:`~bayesinv.studies.store.StaleResultsError` before any work is done.
+
+    The results folder is locked for the run (:func:`~bayesinv.studies.lock.study_lock`): a second run on
+    it raises :class:`~bayesinv.studies.lock.StudyLocked` naming the process that holds it.
     """
     results = Path(out) if out is not None else spec.folder / "results"
     try:
@@ -242,14 +311,51 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
     if problem is not None and (backend != "local" or workers > 1):
         raise StudySpecError("a custom problem= runs only on the serial local backend (workers=1)")
     tasks = study_tasks(spec, labels)
-    local_problem = problem if problem is not None else study_problem(spec)
-    _write_cases(spec, local_problem, results)
-    (results / "study.json").write_text(json.dumps({"name": spec.name, "spec": str(spec.path)}, indent=2))
-    todo = [t for t in tasks if not is_done(results, *t)]
-    bar = tqdm(total=len(todo), desc=f"study {spec.name}", unit="task", disable=not progress)
-    try:
-        run_tasks(run_task, spec, results, todo, backend=backend, workers=workers, problem=local_problem, bar=bar,
-                  on_task=on_task)
-    finally:
-        bar.close()
+    for sampler in spec.samplers:  # before any work: a sample count that cannot fit is refused with an estimate
+        try:
+            check_memory(sampler.num_samples, spec.image_size, f"'samplers.{sampler.label}.num_samples' =")
+        except ValueError as exc:
+            raise StudySpecError(f"study spec {spec.path}: {exc}") from None
+    with study_lock(results):
+        store.clean_tmp(results)
+        if not recompute:
+            _refuse_stale(spec, results, tasks, problem)
+        local_problem = problem if problem is not None else study_problem(spec)
+        _write_cases(spec, local_problem, results, problem)
+        store.atomic_write_text(results / "study.json", json.dumps(
+            {"name": spec.name, "spec": str(spec.path), "version": _version()}, indent=2))
+        todo = [t for t in tasks if not is_done(results, *t, spec=spec, problem=problem)]
+        bar = tqdm(total=len(todo), desc=f"study {spec.name}", unit="task", disable=not progress)
+        try:
+            run_tasks(run_task, spec, results, todo, backend=backend, workers=workers, problem=local_problem, bar=bar,
+                      on_task=on_task)
+        finally:
+            bar.close()
     return results
+
+
+def _version() -> str:
+    import bayesinv
+
+    return bayesinv.__version__
+
+
+def _refuse_stale(spec: StudySpec, results: Path, tasks, problem) -> None:
+    """Raise :class:`~bayesinv.studies.store.StaleResultsError` if any case or result file on disk does not
+    belong to ``spec`` (missing files are fine: they are work still to do)."""
+    shape = [1, spec.image_size, spec.image_size]
+    bad = {}
+    for split in splits(spec):
+        expected = _case_hash(spec, split, problem)
+        for i in range(split_size(spec, split)):
+            why = store.verify_case(case_path(results, split, i), expected, shape)
+            if why not in (None, "missing"):
+                bad[case_path(results, split, i)] = why
+    for task in tasks:
+        why = result_problem(results, spec, *task, problem)
+        if why not in (None, "missing"):
+            bad[result_path(results, *task)] = why
+    if bad:
+        path, why = next(iter(bad.items()))
+        raise store.StaleResultsError(f"{len(bad)} file(s) in {results} do not match the spec (first: {path}: "
+                                      f"{why}); run without --no-recompute to compute them again")

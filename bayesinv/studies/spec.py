@@ -40,20 +40,27 @@ Example (``calibration/phantom32-deblur/study.toml``)::
     audit = true                   # hallucination audit (null space, chi^2, z-maps, lesions, OOD)
     lesion_threshold = 0.13        # |disc - ring| contrast above which a sample "shows a lesion"
 
-Every missing or malformed entry raises :class:`StudySpecError` naming the key.
+The spec is validated strictly against :data:`SCHEMA`: an unknown key (``num_sample``, ``[diagnostic]``)
+is an error with a "did you mean", as are a wrong type (``max_iter = "10"``, ``eta = true``), a value out
+of range or not finite (``lesion_threshold = -1`` or ``nan``) and a reserved sampler label (``cases``).
+Every error is a :class:`StudySpecError` naming the file and the key.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bayesinv.errors import BayesinvError
 
-__all__ = ["StudySpec", "SamplerSpec", "StudySpecError", "load_study", "parse_study", "FAMILIES", "OOD_FAMILIES"]
+__all__ = ["StudySpec", "SamplerSpec", "StudySpecError", "load_study", "parse_study", "FAMILIES", "OOD_FAMILIES",
+           "SCHEMA", "RESERVED_LABELS", "check_sampler_options"]
 
 FAMILIES = ("ellipses", "shepp_logan", "prior")
 OOD_FAMILIES = ("shepp_logan", "images")
@@ -110,88 +117,153 @@ class StudySpec:
         return self.path.parent if self.path is not None else Path(".")
 
 
-def _get(table: dict, key: str, kind, where: str, default=...):
-    if key not in table:
-        if default is ...:
-            raise StudySpecError(f"study spec: missing required key '{where}{key}'")
-        return default
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise StudySpecError(f"study spec: '{where}{key}' must be {getattr(kind, '__name__', kind)}, "
+# The schema: every key a table may hold (``None``: any keys, e.g. an operator's or a sampler's options).
+SCHEMA: dict[str, tuple[str, ...] | None] = {
+    "": ("name", "seed", "problem", "prior", "data", "samplers", "diagnostics"),
+    "problem.": ("operator", "image_size", "noise_sigma", "operator_options"),
+    "prior.": ("name",),
+    "data.": ("family", "lesion_prob", "num_calibration", "num_test", "num_ood", "ood_family"),
+    "sampler": ("sampler", "num_samples", "steps", "options", "max_cases"),
+    "diagnostics.": ("levels", "alpha", "delta", "audit", "lesion_threshold"),
+}
+RESERVED_LABELS = ("cases",)  # results/<label>/ must not collide with results/cases/ (the ground truth)
+
+
+class _Reader:
+    """Typed reads from the parsed TOML; every error names the file (when known) and the dotted key."""
+
+    def __init__(self, path: Path | None):
+        self.prefix = f"study spec {path}" if path is not None else "study spec"
+
+    def error(self, message: str) -> StudySpecError:
+        return StudySpecError(f"{self.prefix}: {message}")
+
+    def known(self, table: dict, where: str, allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = f"; did you mean '{where}{close[0]}'?" if close else f"; allowed keys: {', '.join(allowed)}"
+                raise self.error(f"unknown key '{where}{key}'{hint}")
+
+    def get(self, table: dict, key: str, kind, where: str, default=...):
+        if key not in table:
+            if default is ...:
+                raise self.error(f"missing required key '{where}{key}'")
+            return default
+        value = table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+            raise self.error(f"'{where}{key}' must be {getattr(kind, '__name__', kind)}, "
                              f"got {type(value).__name__} {value!r}")
-    return value
+        if kind is float and not math.isfinite(value):
+            raise self.error(f"'{where}{key}' must be a finite number, got {value!r}")
+        return value
+
+    def number(self, table: dict, key: str, where: str, default, low: float, high: float, *,
+               closed: bool = False, kind=float):
+        """A number in ``(low, high)`` (``[low, high]`` when ``closed``)."""
+        value = self.get(table, key, kind, where, default)
+        if value is None:
+            return value
+        inside = low <= value <= high if closed else low < value < high
+        if not inside:
+            bounds = f"[{low}, {high}]" if closed else f"({low}, {high})"
+            raise self.error(f"'{where}{key}' must be in {bounds}, got {value!r}")
+        return value
 
 
-def parse_study(data: dict, path: Path | None = None) -> StudySpec:
-    """Validate a parsed TOML document and build a :class:`StudySpec`."""
-    problem = _get(data, "problem", dict, "")
-    prior = _get(data, "prior", dict, "")
-    dataset = _get(data, "data", dict, "")
-    samplers = _get(data, "samplers", dict, "")
-    diag = _get(data, "diagnostics", dict, "", default={})
+def _sampler(read: _Reader, label: str, table, check_options: bool) -> SamplerSpec:
+    where = f"samplers.{label}."
+    if not isinstance(table, dict):
+        raise read.error(f"'samplers.{label}' must be a table")
+    if label in RESERVED_LABELS:
+        raise read.error(f"sampler label 'samplers.{label}' is reserved (results/{label}/ holds the study's "
+                         "cases); choose another label")
+    if not label.replace("_", "").replace("-", "").isalnum():
+        raise read.error(f"sampler labels must be letters, digits, '-' or '_', got 'samplers.{label}'")
+    read.known(table, where, SCHEMA["sampler"])
+    num = read.get(table, "num_samples", int, where, default=32)
+    if num < 1:
+        raise read.error(f"'{where}num_samples' must be >= 1, got {num}")
+    steps = read.get(table, "steps", int, where, default=None)
+    if steps is not None and steps < 1:
+        raise read.error(f"'{where}steps' must be >= 1, got {steps}")
+    max_cases = read.get(table, "max_cases", int, where, default=None)
+    if max_cases is not None and max_cases < 2:
+        raise read.error(f"'{where}max_cases' must be >= 2, got {max_cases}")
+    name = read.get(table, "sampler", str, where)
+    options = dict(read.get(table, "options", dict, where, default={}))
+    if check_options:
+        try:
+            check_sampler_options(name, options)
+        except StudySpecError as exc:
+            raise read.error(f"'{where}options': {exc}") from None
+    return SamplerSpec(label, name, num, steps, options, max_cases)
+
+
+def parse_study(data: dict, path: Path | None = None, *, check_options: bool = True) -> StudySpec:
+    """Validate a parsed TOML document and build a :class:`StudySpec`.
+
+    Unknown keys (with a "did you mean"), wrong types, out-of-range and non-finite values and reserved
+    sampler labels raise :class:`StudySpecError` naming the file and the key. ``check_options`` also checks
+    each sampler's name and options against the sampler's signature (names and types).
+    """
+    read = _Reader(path)
+    read.known(data, "", SCHEMA[""])
+    problem = read.get(data, "problem", dict, "")
+    prior = read.get(data, "prior", dict, "")
+    dataset = read.get(data, "data", dict, "")
+    samplers = read.get(data, "samplers", dict, "")
+    diag = read.get(data, "diagnostics", dict, "", default={})
+    for where, table in (("problem.", problem), ("prior.", prior), ("data.", dataset), ("diagnostics.", diag)):
+        read.known(table, where, SCHEMA[where])
     if not samplers:
-        raise StudySpecError("study spec: [samplers] must name at least one sampler table")
-    sampler_specs = []
-    for label, table in samplers.items():
-        if not isinstance(table, dict):
-            raise StudySpecError(f"study spec: 'samplers.{label}' must be a table")
-        where = f"samplers.{label}."
-        num = _get(table, "num_samples", int, where, default=32)
-        if num < 1:
-            raise StudySpecError(f"study spec: '{where}num_samples' must be >= 1, got {num}")
-        max_cases = _get(table, "max_cases", int, where, default=None)
-        if max_cases is not None and max_cases < 2:
-            raise StudySpecError(f"study spec: '{where}max_cases' must be >= 2, got {max_cases}")
-        sampler_specs.append(SamplerSpec(label, _get(table, "sampler", str, where), num,
-                                         _get(table, "steps", int, where, default=None),
-                                         dict(_get(table, "options", dict, where, default={})), max_cases))
-    levels = tuple(float(v) for v in _get(diag, "levels", list, "diagnostics.", default=list(DEFAULT_LEVELS)))
-    if not levels or any(not 0 < v < 1 for v in levels):
-        raise StudySpecError(f"study spec: 'diagnostics.levels' must be numbers in (0, 1), got {levels}")
-    sigma = _get(problem, "noise_sigma", float, "problem.")
+        raise read.error("[samplers] must name at least one sampler table")
+    sampler_specs = tuple(_sampler(read, label, table, check_options) for label, table in samplers.items())
+    levels = read.get(diag, "levels", list, "diagnostics.", default=list(DEFAULT_LEVELS))
+    if not levels or any(isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1 for v in levels):
+        raise read.error(f"'diagnostics.levels' must be numbers in (0, 1), got {tuple(levels)}")
+    sigma = read.get(problem, "noise_sigma", float, "problem.")
     if not sigma > 0:
-        raise StudySpecError(f"study spec: 'problem.noise_sigma' must be positive, got {sigma}")
+        raise read.error(f"'problem.noise_sigma' must be positive, got {sigma}")
+    image_size = read.get(problem, "image_size", int, "problem.", default=32)
+    if image_size < 2:
+        raise read.error(f"'problem.image_size' must be >= 2, got {image_size}")
+    seed = read.get(data, "seed", int, "", default=0)
+    if seed < 0:
+        raise read.error(f"'seed' must be >= 0, got {seed}")
     spec = StudySpec(
-        name=_get(data, "name", str, "", default=path.parent.name if path else "study"),
-        seed=_get(data, "seed", int, "", default=0),
-        operator=_get(problem, "operator", str, "problem."),
-        image_size=_get(problem, "image_size", int, "problem.", default=32),
+        name=read.get(data, "name", str, "", default=path.parent.name if path else "study"),
+        seed=seed,
+        operator=read.get(problem, "operator", str, "problem."),
+        image_size=image_size,
         noise_sigma=sigma,
-        operator_options=dict(_get(problem, "operator_options", dict, "problem.", default={})),
-        prior=_get(prior, "name", str, "prior."),
-        samplers=tuple(sampler_specs),
-        num_calibration=_get(dataset, "num_calibration", int, "data."),
-        num_test=_get(dataset, "num_test", int, "data."),
-        family=_get(dataset, "family", str, "data.", default="ellipses"),
-        lesion_prob=_get(dataset, "lesion_prob", float, "data.", default=0.5),
-        num_ood=_get(dataset, "num_ood", int, "data.", default=0),
-        ood_family=_get(dataset, "ood_family", str, "data.", default="shepp_logan"),
-        levels=levels,
-        alpha=_get(diag, "alpha", float, "diagnostics.", default=0.1),
-        delta=_get(diag, "delta", float, "diagnostics.", default=0.1),
-        audit=_get(diag, "audit", bool, "diagnostics.", default=True),
-        lesion_threshold=_get(diag, "lesion_threshold", float, "diagnostics.", default=0.13),
+        operator_options=dict(read.get(problem, "operator_options", dict, "problem.", default={})),
+        prior=read.get(prior, "name", str, "prior."),
+        samplers=sampler_specs,
+        num_calibration=read.get(dataset, "num_calibration", int, "data."),
+        num_test=read.get(dataset, "num_test", int, "data."),
+        family=read.get(dataset, "family", str, "data.", default="ellipses"),
+        lesion_prob=read.number(dataset, "lesion_prob", "data.", 0.5, 0.0, 1.0, closed=True),
+        num_ood=read.get(dataset, "num_ood", int, "data.", default=0),
+        ood_family=read.get(dataset, "ood_family", str, "data.", default="shepp_logan"),
+        levels=tuple(float(v) for v in levels),
+        alpha=read.number(diag, "alpha", "diagnostics.", 0.1, 0.0, 1.0),
+        delta=read.number(diag, "delta", "diagnostics.", 0.1, 0.0, 1.0),
+        audit=read.get(diag, "audit", bool, "diagnostics.", default=True),
+        lesion_threshold=read.number(diag, "lesion_threshold", "diagnostics.", 0.13, 0.0, 1.0),
         path=path,
     )
     if spec.num_calibration < 2 or spec.num_test < 2:
-        raise StudySpecError("study spec: 'data.num_calibration' and 'data.num_test' must be >= 2, got "
-                             f"{spec.num_calibration} and {spec.num_test}")
+        raise read.error("'data.num_calibration' and 'data.num_test' must be >= 2, got "
+                         f"{spec.num_calibration} and {spec.num_test}")
     if spec.num_ood < 0:
-        raise StudySpecError(f"study spec: 'data.num_ood' must be >= 0, got {spec.num_ood}")
+        raise read.error(f"'data.num_ood' must be >= 0, got {spec.num_ood}")
     if spec.family not in FAMILIES:
-        raise StudySpecError(f"study spec: 'data.family' must be one of {FAMILIES}, got {spec.family!r}")
+        raise read.error(f"'data.family' must be one of {FAMILIES}, got {spec.family!r}")
     if spec.ood_family not in OOD_FAMILIES:
-        raise StudySpecError(f"study spec: 'data.ood_family' must be one of {OOD_FAMILIES}, got {spec.ood_family!r}")
-    if not 0 < spec.alpha < 1 or not 0 < spec.delta < 1:
-        raise StudySpecError(f"study spec: 'diagnostics.alpha' and 'diagnostics.delta' must be in (0, 1), got "
-                             f"{spec.alpha} and {spec.delta}")
-    if not 0 <= spec.lesion_prob <= 1:
-        raise StudySpecError(f"study spec: 'data.lesion_prob' must be in [0, 1], got {spec.lesion_prob}")
-    labels = [s.label for s in spec.samplers]
-    if any(not label.replace("_", "").replace("-", "").isalnum() for label in labels):
-        raise StudySpecError(f"study spec: sampler labels must be letters, digits, '-' or '_', got {labels}")
+        raise read.error(f"'data.ood_family' must be one of {OOD_FAMILIES}, got {spec.ood_family!r}")
     return spec
 
 
@@ -207,3 +279,15 @@ def load_study(path: str | os.PathLike) -> StudySpec:
     except tomllib.TOMLDecodeError as exc:
         raise StudySpecError(f"study spec {path} is not valid TOML: {exc}") from exc
     return parse_study(data, path.resolve())
+
+
+def check_sampler_options(name: str, options: dict) -> Callable:
+    """The sampler ``name`` from the registry, after checking that it takes ``options`` with values of the types
+    its signature declares (:func:`bayesinv.builders.sampler_function`, shared with ``bayesinv sample``); a
+    :class:`StudySpecError` naming the option otherwise."""
+    from bayesinv.builders import sampler_function
+
+    try:
+        return sampler_function(name, options)
+    except ValueError as exc:
+        raise StudySpecError(str(exc)) from None

@@ -69,7 +69,7 @@ def test_half_written_result_is_redone(tmp_path, tiny_problem):
     results = run_study(spec, problem=tiny_problem, progress=False)
     path = result_path(results, "exact", "test", 0)
     path.with_name(path.name + ".json").unlink()  # killed between the two renames
-    assert not is_done(results, "exact", "test", 0)
+    assert not is_done(results, "exact", "test", 0, spec=spec, problem=tiny_problem)
     redone = []
     run_study(spec, problem=tiny_problem, progress=False, on_task=lambda *a: redone.append(a[:3]))
     assert redone == [("exact", "test", 0)]

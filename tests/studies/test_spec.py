@@ -1,5 +1,6 @@
 """Study specs: the committed TOML files parse, and every malformed entry names its key."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,70 @@ def test_defaults_and_fields():
 def test_bad_specs_name_the_key(doc, match):
     with pytest.raises(StudySpecError, match=match.replace("(", r"\(").replace(")", r"\)")):
         parse_study(doc)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("doc,match", [
+    # misspelled keys: an error with a "did you mean", never silently ignored
+    (_doc(samplers={"x": {"sampler": "dps", "num_sample": 4}}),
+     "unknown key 'samplers.x.num_sample'; did you mean 'samplers.x.num_samples'?"),
+    (_doc(samplers={"x": {"sampler": "dps", "step": 4}}), "unknown key 'samplers.x.step'; did you mean 'samplers.x.steps'?"),
+    (_doc(samplers={"x": {"sampler": "dps", "option": {"guidance_scale": 1.0}}}),
+     "unknown key 'samplers.x.option'; did you mean 'samplers.x.options'?"),
+    (_doc(diagnostic={"alpha": 0.1}), "unknown key 'diagnostic'; did you mean 'diagnostics'?"),
+    (_doc(diagnostics={"aplha": 0.1}), "unknown key 'diagnostics.aplha'; did you mean 'diagnostics.alpha'?"),
+    (_doc(sed=3), "unknown key 'sed'; did you mean 'seed'?"),
+    (_doc(data__num_tests=4), "unknown key 'data.num_tests'; did you mean 'data.num_test'?"),
+    (_doc(problem__zzz=1), "unknown key 'problem.zzz'; allowed keys: operator, image_size"),
+    # ranges and finite values
+    (_doc(diagnostics={"lesion_threshold": -1}), "'diagnostics.lesion_threshold' must be in (0.0, 1.0), got -1.0"),
+    (_doc(diagnostics={"lesion_threshold": NAN}), "'diagnostics.lesion_threshold' must be a finite number, got nan"),
+    (_doc(diagnostics={"lesion_threshold": 3.0}), "'diagnostics.lesion_threshold' must be in (0.0, 1.0), got 3.0"),
+    (_doc(problem__noise_sigma=NAN), "'problem.noise_sigma' must be a finite number, got nan"),
+    (_doc(data__lesion_prob=1.5), "'data.lesion_prob' must be in [0.0, 1.0], got 1.5"),
+    (_doc(diagnostics={"audit": 1}), "'diagnostics.audit' must be bool, got int 1"),
+    (_doc(diagnostics={"levels": [0.5, True]}), "'diagnostics.levels' must be numbers in (0, 1)"),
+    (_doc(seed=-1), "'seed' must be >= 0, got -1"),
+    (_doc(problem__image_size=0), "'problem.image_size' must be >= 2, got 0"),
+    (_doc(samplers={"x": {"sampler": "dps", "steps": 0}}), "'samplers.x.steps' must be >= 1, got 0"),
+    (_doc(samplers={"x": {"sampler": "dps", "num_samples": True}}), "'samplers.x.num_samples' must be int, got bool"),
+    # reserved labels: results/cases/ holds the ground truth
+    (_doc(samplers={"cases": {"sampler": "dps"}}), "sampler label 'samplers.cases' is reserved"),
+    # option names and types, checked against the sampler's signature before any work
+    (_doc(samplers={"x": {"sampler": "ddrm", "options": {"eta": True}}}),
+     "'samplers.x.options': ddrm: option 'eta' must be float, got bool True"),
+    (_doc(samplers={"x": {"sampler": "ddrm", "options": {"eta": "0.5"}}}),
+     "'samplers.x.options': ddrm: option 'eta' must be float, got str '0.5'"),
+    (_doc(samplers={"x": {"sampler": "tv", "options": {"max_iter": "10"}}}),
+     "'samplers.x.options': tv: option 'max_iter' must be int or None, got str '10'"),
+    (_doc(samplers={"x": {"sampler": "tikhonov", "options": {"max_iter": 10.5}}}),
+     "tikhonov: option 'max_iter' must be int, got float 10.5"),
+    (_doc(samplers={"x": {"sampler": "dps", "options": {"guidance_scal": 1.0}}}),
+     "'samplers.x.options': dps has no option 'guidance_scal'"),
+    (_doc(samplers={"x": {"sampler": "dps", "options": {"steps": 3}}}), "option 'steps' is set by the study itself"),
+    (_doc(samplers={"x": {"sampler": "dpss"}}), "'samplers.x.options': unknown sampler 'dpss'; choose one of"),
+])
+def test_strict_schema_names_the_key(doc, match):
+    with pytest.raises(StudySpecError, match=re.escape(match)):
+        parse_study(doc)
+
+
+def test_numbers_of_the_right_kind_pass():
+    spec = parse_study(_doc(samplers={"x": {"sampler": "ddrm", "options": {"eta": 1, "eta_b": 0.5}},
+                                      "y": {"sampler": "tv", "options": {"max_iter": 10}}},
+                            diagnostics={"lesion_threshold": 0.2}))
+    assert spec.samplers[0].options == {"eta": 1, "eta_b": 0.5} and spec.lesion_threshold == 0.2
+
+
+def test_errors_name_the_file(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text('name = "t"\nsed = 3\n[problem]\noperator = "denoise"\nnoise_sigma = 0.1\n'
+                    '[prior]\nname = "phantom-gaussian"\n[data]\nnum_calibration = 4\nnum_test = 4\n'
+                    '[samplers.exact]\nsampler = "exact"\n')
+    with pytest.raises(StudySpecError, match=re.escape(f"study spec {path.resolve()}: unknown key 'sed'; did you mean 'seed'?")):
+        load_study(path)
 
 
 def test_load_study_errors(tmp_path):

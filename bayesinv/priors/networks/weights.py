@@ -26,6 +26,8 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from bayesinv.errors import ShapeError
+
 __all__ = ["save_weights", "load_weights", "sha256_file", "write_checksums", "read_toml_config", "atomic_save",
            "WEIGHTS_NAME", "CHECKSUMS_NAME", "INFO_NAME"]
 
@@ -60,12 +62,19 @@ def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, Any] |
 
 
 def load_weights(module: nn.Module, path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a safetensors state dict into ``module`` (strict: names and shapes must match); return the metadata."""
+    """Load a safetensors state dict into ``module`` (strict: names and shapes must match, else ``ValueError`` /
+    :class:`~bayesinv.errors.ShapeError` naming the file and tensor); return the metadata."""
     state = load_file(str(path), device=str(device))
     missing, unexpected = set(module.state_dict()) - set(state), set(state) - set(module.state_dict())
     if missing or unexpected:
         raise ValueError(f"weights {path} do not fit the network: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]} (does config.toml match the weights?)")
+    expected = module.state_dict()
+    wrong = [f"{k}: {tuple(v.shape)} (network: {tuple(expected[k].shape)})" for k, v in state.items()
+             if v.shape != expected[k].shape]
+    if wrong:
+        raise ShapeError(f"weights {path} do not fit the network: tensor {', '.join(wrong[:3])} "
+                         "(does config.toml match the weights?)")
     module.load_state_dict(state)
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata() or {}

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bayesinv.errors import ShapeError, WeightsError
-from bayesinv.priors.hub import models_root, verify_checksums
+from bayesinv.errors import ShapeError
+from bayesinv.priors.hub import resolve_model, verify_checksums
 from bayesinv.operators.registry import make_operator
 from bayesinv.priors.networks.weights import CHECKSUMS_NAME, WEIGHTS_NAME, load_weights
 
@@ -128,13 +128,7 @@ def training_operator(cfg: dict[str, Any]):
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    folder = models_root() / str(name_or_path)
-    if not folder.is_dir():
-        raise WeightsError(f"no model {str(name_or_path)!r}: neither a folder nor {folder}")
-    return folder
+    return resolve_model(name_or_path)  # a name: models root only, never the working directory
 
 
 @lru_cache(maxsize=8)
