@@ -22,8 +22,8 @@ EXAMPLES: dict[str, list[str]] = {
                "bayesinv sample --problem deblur --sampler score_sde --num-samples 16 --option cutoff=0.3",
                "bayesinv sample --problem inpaint --sampler dps --steps 1000 --out dps-1000"],
     "calibrate": ["bayesinv calibrate my-study/study.toml --out my-study-run"],
-    "audit": ["bayesinv audit calibration/phantom32-deblur/study.toml",
-              "bayesinv audit calibration/phantom32-deblur/study.toml --out deblur-rerun"],
+    "audit": ["bayesinv audit calibration/phantom32-deblur/study.toml --dry-run",
+              "bayesinv audit my-study/study.toml --out my-study-run"],
     "report": ["bayesinv report calibration/phantom32-deblur --out deblur-report.html"],
     "train": ["bayesinv train dirac --degradation blur --set training.lookahead=0.1"],
 }
@@ -146,7 +146,8 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
                         "default: dps")
     p.add_argument("--num-samples", type=int, default=16, help="posterior samples (chains)")
     p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps; default: " + ", ".join(f"{k} {v['steps']}" for k, v in CLI_SAMPLE_DEFAULTS.items())
+                   help="sampler steps; default: "
+                        + ", ".join(f"{k} {v['steps']}" for k, v in CLI_SAMPLE_DEFAULTS.items())
                         + " (annealed_langevin: 10 levels x steps_per_level=10), so that a run takes minutes on 2 CPU "
                           "cores; else the sampler's own (the paper's). The papers' counts: e.g. --steps 1000")
     p.add_argument("--noise-sigma", type=float, default=0.05, help="Gaussian measurement noise std")
@@ -232,23 +233,24 @@ def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from bayesinv.studies import load_study
-    from bayesinv.studies.pipeline import estimated_cost, missing_tasks
+    from bayesinv.studies.pipeline import _duration, estimated_cost, missing_tasks
 
     spec = load_study(args.study)
-    results = (Path(args.out) if args.out is not None else spec.folder) / "results"
-    todo = missing_tasks(spec, results)
-    cost = estimated_cost(todo, spec.folder / "report.json")
+    folder = Path(args.out) if args.out is not None else Path(os.path.relpath(spec.folder))
+    todo = missing_tasks(spec, folder / "results")
+    recorded = Path(os.path.relpath(spec.folder)) / "report.json"
+    cost = estimated_cost(todo, recorded)
     counts: dict[str, int] = {}
     for label, _, _ in todo:
         counts[label] = counts.get(label, 0) + 1
     per_sampler = ", ".join(f"{label} {n}" for label, n in counts.items())
-    spent = (f"; about {cost / 3600:.1f} h at the seconds per case recorded in {spec.folder / 'report.json'}"
-             if cost is not None else "")
-    print(f"{spec.name}: {len(todo)} tasks without a result in {results}" + (f" ({per_sampler})" if todo else "")
-          + spent)
+    spent = f"; {_duration(cost)} of sampling at the seconds per case recorded in {recorded}" if cost else ""
+    print(f"{spec.name}: {len(todo)} tasks without a result in {folder / 'results'}"
+          + (f" ({per_sampler})" if todo else "") + spent)
     return 0
 
 

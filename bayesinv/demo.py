@@ -90,13 +90,15 @@ false = lesion-free cases shown with a lesion, missed = lesion cases shown witho
 Full reports: {% for study in studies %}<a href="{{ study.link }}">{{ study.title }}</a>{% if not loop.last %},
 {% endif %}{% endfor %}.</p>
 <table id="verdicts"><tr>{% for name in columns %}<th>{{ name }}</th>{% endfor %}</tr>
-{% for row in rows %}<tr>{% for name in columns %}<td{% if name == "verdict" %} class="{{ row.css }}"{% endif %}>{{ row[name] }}</td>{% endfor %}</tr>
+{% for row in rows %}<tr>{% for name in columns %}
+<td{% if name == "verdict" %} class="{{ row.css }}"{% endif %}>{{ row[name] }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 {% for study in studies %}
 <h2>{{ study.title }}</h2>
 <p>Full report: <a href="{{ study.link }}">{{ study.link }}</a></p>
 <table><tr><th>sampler</th><th>calibration</th><th>hallucination audit</th></tr>
-{% for row in study.verdicts %}<tr><td>{{ row[0] }}</td><td class="{{ row[3] }}">{{ row[1] }}</td><td>{{ row[2] }}</td></tr>{% endfor %}
+{% for row in study.verdicts %}<tr><td>{{ row[0] }}</td><td class="{{ row[3] }}">{{ row[1] }}</td>
+<td>{{ row[2] }}</td></tr>{% endfor %}
 </table>
 {% endfor %}
 </body></html>

@@ -55,6 +55,12 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (for messages)."""
+    relative = os.path.relpath(path)
+    return path.as_posix() if relative.startswith("..") else relative
+
+
 def _status(message: str, progress: bool) -> None:
     if progress:
         print(message, file=sys.stderr, flush=True)
@@ -89,11 +95,11 @@ def calibrate(study: StudySpec | str | os.PathLike, out: str | os.PathLike | Non
         cost = estimated_cost(todo, report.with_name("report.json"))
         spent = f" (about {_duration(cost)} at the seconds per case recorded in its report.json)" if cost else ""
         raise CommittedReportError(
-            f"{report} was not made from results in {results}: running the study here would sample "
-            f"{len(todo)} tasks{spent} and overwrite it. Re-render it without sampling with "
-            f"`bayesinv report {folder}`, or run the study into a folder of your choosing with --out DIR "
+            f"{_shown(report)} was not made from results in {_shown(results)}: running the study here would "
+            f"sample {len(todo)} tasks{spent} and overwrite it. Re-render it without sampling with "
+            f"`bayesinv report {_shown(folder)}`, or run the study into a folder of your choosing with --out DIR "
             "(out= in Python), or overwrite it with --force (force=True)")
-    _status(f"study {spec.name}: loading the prior {spec.prior!r} and writing the test cases to {results} ...",
+    _status(f"study {spec.name}: loading the prior {spec.prior!r} and writing the test cases to {_shown(results)} ...",
             progress)
     from bayesinv.report import render_report
     from bayesinv.studies.analysis import analyze_study
