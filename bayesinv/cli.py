@@ -1,18 +1,52 @@
 """The ``bayesinv`` command line: ``bayesinv <command> --help`` for each command.
 
 Commands are registered in :data:`COMMANDS` (name -> (help, add_arguments, run)); each ``run``
-imports what it needs lazily so that ``bayesinv --help`` is instant.
+imports what it needs lazily, so ``bayesinv --help`` and ``bayesinv <command> --help`` import neither
+torch nor pyro (``tests/test_readme.py`` checks this in a fresh interpreter). The examples in each
+command's ``--help`` (:data:`EXAMPLES`) run in ``tests/test_readme.py`` at a small size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "EXAMPLES", "SAMPLER_NAMES", "CLI_SAMPLE_DEFAULTS"]
+
+EXAMPLES: dict[str, list[str]] = {
+    # command -> example lines shown under "examples:" in its --help (each one runs in tests/test_readme.py)
+    "demo": ["bayesinv demo", "bayesinv demo --size tiny --out demo-tiny"],
+    "sample": ["bayesinv sample --problem deblur --sampler ddrm --num-samples 16",
+               "bayesinv sample --problem deblur --sampler score_sde --num-samples 16 --option cutoff=0.3",
+               "bayesinv sample --problem inpaint --sampler dps --steps 1000 --out dps-1000"],
+    "calibrate": ["bayesinv calibrate my-study/study.toml --out my-study-run"],
+    "audit": ["bayesinv audit calibration/phantom32-deblur/study.toml --dry-run",
+              "bayesinv audit my-study/study.toml --out my-study-run"],
+    "report": ["bayesinv report calibration/phantom32-deblur --out deblur-report.html"],
+    "train": ["bayesinv train dirac --degradation blur --set training.lookahead=0.1"],
+}
+
+# The registry names of bayesinv.samplers.SAMPLERS and bayesinv.samplers.baselines.BASELINES, listed here so
+# that --help needs no torch (tests/test_readme.py checks that they match the registries).
+SAMPLER_NAMES = ("dps", "ddrm", "score_sde", "annealed_langevin", "ula", "pnp_ula", "mala", "smc", "dirac")
+BASELINE_NAMES = ("minnorm", "tikhonov", "tv", "wavelet_l1", "pnp_admm", "unrolled", "csgm")
+
+# One-shot `bayesinv sample` runs use these settings unless --steps / --option say otherwise, so that a run
+# finishes in minutes on 2 CPU cores; the papers' step counts are the samplers' own defaults (--steps 1000).
+CLI_SAMPLE_DEFAULTS: dict[str, dict] = {
+    "dps": {"steps": 100},  # DPS's paper: 1000
+    "score_sde": {"steps": 50},  # Song et al. 2022: 1000 (x 1 corrector step)
+    "smc": {"steps": 25},  # default: every one of the schedule's 1000 steps
+    "annealed_langevin": {"steps": 10, "steps_per_level": 10},  # Song & Ermon 2019: 10 x 100
+}
+
+
+def _examples(name: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
 
 
 def _add_demo(p: argparse.ArgumentParser) -> None:
@@ -24,9 +58,14 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    if not args.no_progress:
+        print(f"bayesinv demo: {args.size} size, writing to {args.out}/; loading torch and the phantom32 prior ...",
+              file=sys.stderr, flush=True)
     from bayesinv.demo import run_demo
 
-    path = run_demo(args.out, seed=args.seed, size=args.size, progress=not args.no_progress)
+    path = run_demo(args.out, seed=args.seed, size=args.size, progress=not args.no_progress,
+                    command=args.command_line)
+    print(path.with_name("verdicts.md").read_text(), end="")
     print(f"report: {path}")
     return 0
 
@@ -104,9 +143,15 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problem", required=True, help="operator name, e.g. deblur, inpaint, mri, superres, denoise")
     p.add_argument("--prior", default="phantom32", help="model name under models/ (default: phantom32)")
-    p.add_argument("--sampler", default="dps", help="sampler or baseline name, e.g. dps, ddrm, langevin, tv")
+    p.add_argument("--sampler", default="dps", metavar="NAME",
+                   help=f"a sampler ({', '.join(SAMPLER_NAMES)}) or a baseline ({', '.join(BASELINE_NAMES)}); "
+                        "default: dps")
     p.add_argument("--num-samples", type=int, default=16, help="posterior samples (chains)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps; default: "
+                        + ", ".join(f"{k} {v['steps']}" for k, v in CLI_SAMPLE_DEFAULTS.items())
+                        + " (annealed_langevin: 10 levels x steps_per_level=10), so that a run takes minutes on 2 CPU "
+                          "cores; else the sampler's own (the paper's). The papers' counts: e.g. --steps 1000")
     p.add_argument("--noise-sigma", type=float, default=0.05, help="Gaussian measurement noise std")
     p.add_argument("--image-index", type=int, default=0, help="which held-out test phantom to reconstruct")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement and the sampler")
@@ -179,19 +224,36 @@ def check_sample_request(args: argparse.Namespace) -> None:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
+    options = parse_options(args.option)
+    steps = args.steps
+    if args.sampler in CLI_SAMPLE_DEFAULTS and steps is None:
+        defaults = dict(CLI_SAMPLE_DEFAULTS[args.sampler])
+        steps = defaults.pop("steps")
+        options = defaults | options
+    check_sample_request(args)  # refuse what cannot succeed before any status line or work
+    if not args.no_progress:
+        print(f"bayesinv sample: loading the prior {args.prior!r} and simulating the measurement ...",
+              file=sys.stderr, flush=True)
     from bayesinv.sampling import sample_cli
 
-    check_sample_request(args)
     path = sample_cli(problem=args.problem, prior=args.prior, sampler=args.sampler, num_samples=args.num_samples,
-                      steps=args.steps, noise_sigma=args.noise_sigma, image_index=args.image_index, seed=args.seed,
-                      out=args.out, progress=not args.no_progress, options=parse_options(args.option))
+                      steps=steps, noise_sigma=args.noise_sigma, image_index=args.image_index, seed=args.seed,
+                      out=args.out, progress=not args.no_progress, options=options)
     print(f"posterior: {path}")
     return 0
 
 
 def _add_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="path to calibration/<study>/study.toml (or its folder)")
-    p.add_argument("--out", default=None, help="results folder (default: <study folder>/results)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for the results (DIR/results) and the report (DIR/report.html + .json); default: the "
+                        "study's folder, where a report not made from results there (a committed one) is not "
+                        "overwritten without --force")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a committed report next to the spec (re-samples every missing task)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print how many tasks have no result yet and what they cost (at the seconds per case in the "
+                        "report.json next to the spec, when there is one), then stop without sampling")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="where test cases run")
     p.add_argument("--workers", type=int, default=1, help="local worker processes")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -202,15 +264,44 @@ def _add_calibrate(p: argparse.ArgumentParser) -> None:
 def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:
     from bayesinv.studies import calibrate
 
+    if not args.no_progress:
+        print(f"bayesinv {args.command}: reading {args.study} ...", file=sys.stderr, flush=True)
+    if args.dry_run:
+        return _dry_run(args)
     report = calibrate(args.study, args.out, audit=audit, backend=args.backend, workers=args.workers,
-                       progress=not args.no_progress, recompute=not args.no_recompute)
+                       progress=not args.no_progress, recompute=not args.no_recompute, force=args.force,
+                       command=args.command_line)
     print(f"report: {report}")
     return 0
 
 
+def _dry_run(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from bayesinv.studies import load_study
+    from bayesinv.studies.pipeline import _duration, estimated_cost, missing_tasks
+
+    spec = load_study(args.study)
+    folder = Path(args.out) if args.out is not None else Path(os.path.relpath(spec.folder))
+    todo = missing_tasks(spec, folder / "results")
+    recorded = Path(os.path.relpath(spec.folder)) / "report.json"
+    cost = estimated_cost(todo, recorded)
+    counts: dict[str, int] = {}
+    for label, _, _ in todo:
+        counts[label] = counts.get(label, 0) + 1
+    per_sampler = ", ".join(f"{label} {n}" for label, n in counts.items())
+    spent = f"; {_duration(cost)} of sampling at the seconds per case recorded in {recorded}" if cost else ""
+    print(f"{spec.name}: {len(todo)} tasks without a result in {folder / 'results'}"
+          + (f" ({per_sampler})" if todo else "") + spent)
+    return 0
+
+
 def _add_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", help="a study's results folder (holding analysis.json)")
-    p.add_argument("--out", default=None, help="HTML path (default: <results>/../report.html)")
+    p.add_argument("results", help="a study folder (its results/analysis.json, else its committed report.json: "
+                                   "re-renders without sampling), a results folder or a report.json")
+    p.add_argument("--out", default=None,
+                   help="HTML path (default: report.html next to the study's results, or next to the report.json)")
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -237,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bayesinv", description="Bayesian inverse problems with diffusion priors.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text, epilog=_examples(name),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 
 
@@ -307,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(argv)
+    args.command_line = "bayesinv " + shlex.join(argv)
     try:
         return COMMANDS[args.command][2](args)
     except KeyboardInterrupt:

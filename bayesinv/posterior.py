@@ -21,9 +21,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -31,7 +30,21 @@ from safetensors.torch import load_file, save_file
 from bayesinv._validation import check_tensor
 from bayesinv.errors import ShapeError
 
+if TYPE_CHECKING:
+    import arviz as az
+
 __all__ = ["Posterior"]
+
+
+def _arviz():
+    """arviz, imported on first use (it costs seconds) without its import-time notice about its 1.0 refactor."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ArviZ is undergoing", category=FutureWarning)
+        import arviz
+
+    return arviz
 
 
 @dataclass
@@ -118,7 +131,7 @@ class Posterior:
             return lo, hi
         if kind == "hdi":
             arr = self.samples.double().cpu().numpy()
-            hdi = az.hdi(arr.reshape(arr.shape[0], arr.shape[1], -1), hdi_prob=level)  # (n, 2)
+            hdi = _arviz().hdi(arr.reshape(arr.shape[0], arr.shape[1], -1), hdi_prob=level)  # (n, 2)
             hdi = torch.from_numpy(np.asarray(hdi)).to(self.samples.dtype)
             return hdi[..., 0].reshape(self.event_shape), hdi[..., 1].reshape(self.event_shape)
         raise ValueError(f"unknown interval kind {kind!r}; use 'eti' or 'hdi'")
@@ -126,13 +139,13 @@ class Posterior:
     def to_arviz(self, var_name: str = "x") -> az.InferenceData:
         """The samples as arviz ``InferenceData`` (posterior group, dims ``chain, draw, *x_dim_i``)."""
         arr = self.samples.detach().cpu().numpy()
-        return az.from_dict(posterior={var_name: arr}, attrs={"sampler": self.sampler})
+        return _arviz().from_dict(posterior={var_name: arr}, attrs={"sampler": self.sampler})
 
     def ess(self) -> torch.Tensor:
         """Bulk effective sample size per coordinate (arviz); needs at least 4 draws per chain."""
         self._need_draws("ess")
         ds = self.to_arviz().posterior
-        return torch.from_numpy(np.asarray(az.ess(ds)["x"].values))
+        return torch.from_numpy(np.asarray(_arviz().ess(ds)["x"].values))
 
     def rhat(self) -> torch.Tensor:
         """Rank-normalised split R-hat per coordinate (arviz); needs at least 2 chains of 4 draws."""
@@ -140,7 +153,7 @@ class Posterior:
         if self.num_chains < 2:
             raise ValueError("rhat needs at least 2 chains")
         ds = self.to_arviz().posterior
-        return torch.from_numpy(np.asarray(az.rhat(ds)["x"].values))
+        return torch.from_numpy(np.asarray(_arviz().rhat(ds)["x"].values))
 
     def _need_draws(self, what: str) -> None:
         if self.num_draws < 4:
@@ -161,6 +174,7 @@ class Posterior:
         save_file({"samples": self.samples.contiguous().cpu()}, str(tmp))
         meta_tmp = path.with_name(path.name + ".json.tmp")
         meta_tmp.write_text(json.dumps(self.metadata(), indent=2, default=_jsonable))
+        os.chmod(tmp, meta_tmp.stat().st_mode & 0o777)  # safetensors writes 0600; match the .json (umask)
         os.replace(tmp, path)
         os.replace(meta_tmp, path.with_name(path.name + ".json"))
         return path

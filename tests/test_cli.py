@@ -236,15 +236,16 @@ def test_report_on_a_full_disk_leaves_no_tmp(study, tmp_path, monkeypatch, capsy
     import pathlib
 
     folder = _copy_study(study, tmp_path)
-    original = pathlib.Path.write_text
+    def filling(original):  # writes a few bytes of a .tmp file, then the disk is full
+        def full(self, data, *args, **kwargs):
+            if self.name.endswith(".tmp"):
+                original(self, data[:10])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(self, data, *args, **kwargs)
+        return full
 
-    def full(self, text, *args, **kwargs):
-        if self.name.endswith(".tmp"):
-            original(self, text[:10])
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return original(self, text, *args, **kwargs)
-
-    monkeypatch.setattr(pathlib.Path, "write_text", full)
+    monkeypatch.setattr(pathlib.Path, "write_text", filling(pathlib.Path.write_text))
+    monkeypatch.setattr(pathlib.Path, "write_bytes", filling(pathlib.Path.write_bytes))
     code, err = _run(["report", str(folder / "results"), "--out", str(tmp_path / "out" / "r.html")], capsys)
     assert code == 2
     _one_line(err, "report")

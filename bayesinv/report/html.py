@@ -7,9 +7,11 @@ This module renders only; every number comes from the analysis.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import jinja2
@@ -101,27 +103,88 @@ def _hallucination_figures(hall: dict) -> list[dict]:
     return figs
 
 
+_FIGURE = re.compile(r'<h([23])>([^<]*)</h\1>(?:(?!<h[1-6]).)*?<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"',
+                     re.DOTALL)
+
+
+def _embedded_figures(page: Path) -> dict[str, str]:
+    """``{title: base64 PNG}`` of the figures embedded in an existing report page (empty if there is none)."""
+    if not page.exists():
+        return {}
+    return {html.unescape(title): data for _, title, data in _FIGURE.findall(page.read_text())}
+
+
+def _locate(source: Path) -> tuple[Path, Path | None, Path]:
+    """``(analysis JSON, arrays file or None, default HTML path)`` for a results folder (``analysis.json``),
+    a study folder (``results/analysis.json``, else its committed ``report.json``) or a ``report.json``."""
+    if source.is_file() and source.suffix == ".json":
+        found = source
+    else:
+        candidates = [source / "analysis.json", source / "results" / "analysis.json", source / "report.json"]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise FileNotFoundError(f"no analysis in {source} (neither analysis.json, results/analysis.json nor "
+                                    "report.json): run `bayesinv calibrate` on the study first")
+    if found.name == "analysis.json":
+        arrays = found.with_name("analysis.safetensors")
+        return found, arrays if arrays.exists() else None, found.parent.parent / "report.html"
+    arrays = found.with_name(found.stem + ".safetensors")
+    return found, arrays if arrays.exists() else None, found.with_name(found.stem + ".html")
+
+
+def _refresh_verdicts(analysis: dict) -> None:
+    """Re-derive each sampler's verdict words and colour from its numbers with the current wording rules
+    (:func:`bayesinv.studies.analysis.verdict`), so a re-rendered older analysis reads like a new one."""
+    from bayesinv.studies.analysis import verdict
+
+    for s in analysis["samplers"].values():
+        if "conformal" in s and "main_coverage" in s:
+            s["verdict"], s["coverage_class"] = verdict(analysis["main_level"], s["main_coverage"],
+                                                        s["main_case_ci"], s["conformal"])
+
+
 def render_report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Render ``<results>/analysis.json`` to ``out`` (default ``<results>/../report.html``) and copy the JSON
-    next to it as ``report.json``. Returns the HTML path.
+    """Render an analysis to ``out`` and write its JSON (and arrays) next to it. Returns the HTML path.
+
+    ``results`` is a study's results folder (``analysis.json`` + ``analysis.safetensors``; default ``out``:
+    ``<results>/../report.html``), a study folder, or a rendered ``report.json`` (default ``out``: the
+    ``report.html`` next to it). A committed study re-renders from its ``report.json`` without sampling:
+    figures that need the arrays (coverage maps, example cases) come from ``report.safetensors`` when it
+    is there, else they are carried over from the page rendered from the same JSON (or from ``out``), else
+    left out with a note.
 
     Every ``<img>`` is an inline ``data:image/png;base64`` URI, so the page needs no network.
     """
-    results = Path(results)
-    analysis_path = results / "analysis.json"
-    if not analysis_path.exists():
-        raise FileNotFoundError(f"no analysis in {results}: run `bayesinv calibrate` on the study first")
+    analysis_path, arrays_path, default_out = _locate(Path(results))
+    out = Path(out) if out is not None else default_out
     analysis = json.loads(analysis_path.read_text())
-    arrays = load_file(str(results / "analysis.safetensors")) if (results / "analysis.safetensors").exists() else {}
+    _refresh_verdicts(analysis)
+    study = analysis["study"]
+    study.setdefault("command", f"bayesinv calibrate {study.get('spec') or study['name']}")
+    arrays = load_file(str(arrays_path)) if arrays_path is not None else {}
+    kept = {} if arrays else (_embedded_figures(default_out) or _embedded_figures(out))
     figs = _calibration_figures(analysis, arrays)
-    examples = []
+    if not arrays and "Coverage maps" in kept:
+        figs.insert(1, {"title": "Coverage maps", "data": base64.b64decode(kept["Coverage maps"]),
+                        "caption": f"Per-pixel coverage of the {analysis['main_level']:.0%} intervals over the test "
+                                   "cases (blue: covered more often than nominal, red: less)."})
+    examples, missing = [], []
     for i, example in enumerate(analysis.get("examples", [])):
         lesion = "with a lesion" if example.get("has_lesion") else "without a lesion"
-        examples.append({"title": f"Example test case {example['index']} ({lesion})",
-                         "data": figures.examples_figure(_example(arrays, i, example["samplers"])),
+        title = f"Example test case {example['index']} ({lesion})"
+        if arrays:
+            data = figures.examples_figure(_example(arrays, i, example["samplers"]))
+        elif title in kept:
+            data = base64.b64decode(kept[title])
+        else:
+            missing.append(title)
+            continue
+        examples.append({"title": title, "data": data,
                          "caption": "Truth, measurement, and per sampler the posterior mean, standard deviation, width "
                                     f"of the {analysis['main_level']:.0%} interval, pixels it misses, and (audit) the "
                                     "null-space part of the mean's error and the z-map (mean − truth)/std."})
+    if not arrays and not any(f["title"] == "Coverage maps" for f in figs):
+        missing.insert(0, "Coverage maps")
     hall = analysis.get("hallucination") or None
     hall_figs = _hallucination_figures(hall) if hall else []
     for fig in figs + examples + hall_figs:
@@ -129,17 +192,19 @@ def render_report(results: str | os.PathLike, out: str | os.PathLike | None = No
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters.update(pct=_pct, interval=_interval, num=_num)
-    html = env.get_template("template.html.j2").render(
-        study=analysis["study"], samplers=analysis["samplers"], figures=figs, examples=examples,
+    page = env.get_template("template.html.j2").render(
+        study=study, samplers=analysis["samplers"], figures=figs, examples=examples,
         hallucination=hall, hallucination_figures=hall_figs, main_level=analysis["main_level"],
-        incomplete=analysis.get("incomplete", []),
-        version=analysis.get("version", ""))
-    out = Path(out) if out is not None else results.parent / "report.html"
+        incomplete=analysis.get("incomplete", []), missing_figures=missing, version=analysis.get("version", ""))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html)
-    os.replace(tmp, out)
-    json_tmp = out.with_name(out.stem + ".json.tmp")
-    json_tmp.write_text(json.dumps(analysis, indent=1))
-    os.replace(json_tmp, out.with_name(out.stem + ".json"))
+    _atomic_write(out, page.encode())
+    _atomic_write(out.with_name(out.stem + ".json"), json.dumps(analysis, indent=1).encode())
+    if arrays_path is not None and arrays_path != out.with_name(out.stem + ".safetensors"):
+        _atomic_write(out.with_name(out.stem + ".safetensors"), arrays_path.read_bytes())
     return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

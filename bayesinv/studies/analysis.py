@@ -173,8 +173,15 @@ def _split_conformal_curve(cal: SplitData, test: SplitData, levels: np.ndarray) 
 def verdict(level: float, cov: float | None, ci: tuple[float, float] | None, after: dict | None) -> tuple[str, str]:
     """Plain-language verdict and a CSS class (``ok``/``bad``/``warn``) from coverage numbers.
 
+    ``ci`` is the interval over test cases. Entirely below ``level``: over-confident; entirely above:
+    under-confident. When it contains ``level`` the sampler is called calibrated only if the interval is
+    narrower than the miscoverage ``1 - level`` itself (10 points at 90%); a wider one cannot tell a
+    calibrated sampler from a badly over- or under-confident one, and the verdict says so.
+
     >>> verdict(0.9, 0.84, (0.82, 0.86), None)[0]
     '90% intervals cover 84.0% [82.0, 86.0] of pixels — over-confident'
+    >>> verdict(0.9, 0.666, (0.316, 1.0), None)
+    ('90% intervals cover 66.6% [31.6, 100.0] of pixels — too few cases to tell', 'warn')
     """
     pct = f"{100 * level:.0f}%"
     if cov is None:
@@ -184,6 +191,8 @@ def verdict(level: float, cov: float | None, ci: tuple[float, float] | None, aft
             status, css = "over-confident", "bad"
         elif ci[0] > level:
             status, css = "under-confident (intervals wider than needed)", "warn"
+        elif ci[1] - ci[0] > 1 - level:
+            status, css = "too few cases to tell", "warn"
         else:
             status, css = "calibrated within the uncertainty", "ok"
         text = f"{pct} intervals cover {100 * cov:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] of pixels — {status}"
@@ -281,12 +290,23 @@ def _example_arrays(spec: StudySpec, problem, data: dict[str, SplitData], index:
     return out
 
 
+def _shown_path(path: Path | None) -> str:
+    """``path`` relative to the working directory when it lies below it, else its last two parts."""
+    if path is None:
+        return ""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(*Path(path).parts[-2:]).as_posix()
+
+
 def _write_json(path: Path, data: dict) -> None:
     store.atomic_write_text(path, json.dumps(data, indent=1, allow_nan=True))
 
 
 def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, audit: bool | None = None,
-                  progress: bool = True, problem=None, num_examples: int = 2, skip_incomplete: bool = False) -> dict:
+                  progress: bool = True, problem=None, num_examples: int = 2, skip_incomplete: bool = False,
+                  command: str | None = None) -> dict:
     """Compute every diagnostic of a finished study; write ``analysis.json`` + ``analysis.safetensors``.
 
     Parameters
@@ -297,6 +317,8 @@ def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, 
     num_examples : test cases shown in the report (the first with a lesion and the first without).
     skip_incomplete : leave out samplers whose results are not all there (listed under ``"incomplete"``)
         instead of raising.
+    command : how the study was run, shown in the report (default: ``bayesinv calibrate <spec>``; paths
+        relative to the working directory, so that no machine's absolute path lands in a report).
 
     Returns the analysis dictionary (what ``analysis.json`` holds).
     """
@@ -312,7 +334,8 @@ def analyze_study(spec: StudySpec, results: str | os.PathLike | None = None, *, 
                   "noise_sigma": spec.noise_sigma, "prior": spec.prior, "num_calibration": spec.num_calibration,
                   "num_test": spec.num_test, "num_ood": spec.num_ood, "family": spec.family,
                   "ood_family": spec.ood_family, "lesion_prob": spec.lesion_prob, "alpha": spec.alpha,
-                  "delta": spec.delta, "seed": spec.seed, "spec": str(spec.path) if spec.path else "",
+                  "delta": spec.delta, "seed": spec.seed, "spec": _shown_path(spec.path),
+                  "command": command or f"bayesinv calibrate {_shown_path(spec.path) or spec.name}",
                   "samplers": {s.label: {"sampler": s.sampler, "num_samples": s.num_samples, "steps": s.steps,
                                          "options": s.options, "max_cases": s.max_cases} for s in spec.samplers}},
         "samplers": {}, "hallucination": {} if audit else None, "examples": [], "incomplete": []}

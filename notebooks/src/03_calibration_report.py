@@ -44,7 +44,7 @@ delta = 0.1
 audit = true
 """))
 out = Path("study-output-small" if SMALL else "study-output")  # git-ignored; rerunning resumes
-report = calibrate(spec, out / "results", report=out / "report.html", progress=False)
+report = calibrate(spec, out, progress=False)  # results in out/results, report.html + .json in out
 print("report:", report)
 
 # %% [markdown]
