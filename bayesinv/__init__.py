@@ -7,10 +7,12 @@ measurement into a :class:`~bayesinv.posterior.Posterior`; diagnostics judge the
 from bayesinv.errors import (BayesinvError, ChecksumMismatch, DTypeError, NoDensityError, NonFiniteError,
                              SamplerDivergence, ShapeError, WeightsError)
 from bayesinv.noise import Gaussian, Poisson
+from bayesinv.model_problem import PyroModelProblem
 from bayesinv.problem import InverseProblem
 
 __version__ = "0.1.0"
 
 __all__ = ["BayesinvError", "ChecksumMismatch", "DTypeError", "NoDensityError", "NonFiniteError",
            "SamplerDivergence", "ShapeError", "WeightsError", "Gaussian", "Poisson", "InverseProblem",
+           "PyroModelProblem",
            "__version__"]

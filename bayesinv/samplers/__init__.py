@@ -2,8 +2,10 @@
 
 Every sampler draws its chains as a batch, takes an explicit ``torch.Generator``, accepts
 ``batch_size``, ``progress`` and ``callback(step, x_t, x0_hat)``, raises
-:class:`~bayesinv.errors.SamplerDivergence` at the first non-finite iterate and returns a
-:class:`~bayesinv.posterior.Posterior`. The shared machinery is in :mod:`bayesinv.samplers._common`.
+:class:`~bayesinv.errors.SamplerDivergence` at the first non-finite iterate (or one far outside the
+prior's range) and returns a :class:`~bayesinv.posterior.Posterior`. Each sampler file holds a step function
+over a NamedTuple state; the loop around it (chunking, progress, Ctrl-C, divergence checks) is
+:mod:`bayesinv.samplers._driver`, run the same way for every sampler.
 
 ``SAMPLERS`` maps a registry name (used by the CLI and the study runner) to the sampler function.
 

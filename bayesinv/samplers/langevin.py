@@ -12,6 +12,13 @@ is ``x_t / alpha_t`` with noise level ``gamma_t = sigma_t / alpha_t``, and its s
   ``sigma_y^2 I + gamma_i^2 A A^H`` instead, the covariance of ``y - A x_gamma`` under ``x_gamma = x + gamma n``,
   which is much closer on the mixture testbed when ``A`` has small singular values). Defaults (Song &
   Ermon): ``L = 10``, ``T = 100``, ``eps = 2e-5``. Non-Gaussian noise uses the un-inflated gradient.
+  Song & Ermon's rule makes ``eta_i / gamma_i^2`` constant, which keeps the *prior* part stable (its score is
+  ``1/gamma_i^2``-Lipschitz); the likelihood adds ``L_y,i = ||A||^2 / (sigma_y^2 + gamma_i^2)`` (``"jalal"``;
+  ``||A||^2 / (sigma_y^2 + gamma_i^2 ||A||^2)`` for ``"operator"``, ``||A||^2 / sigma_y^2`` for ``"none"``), and
+  the Euler step is unstable once ``eta_i (1/gamma_i^2 + L_y,i) > 2``: with ``||A||^2 ~ 14`` (a random 4 x 8
+  Gaussian matrix) the default step diverges. So the step is capped, ``eta_i <= 1 / (1/gamma_i^2 + L_y,i)``,
+  for linear operators with Gaussian noise; with ``||A|| <= 1`` (masks, subsampled Fourier, the mixture
+  testbed) the cap is inactive at the defaults and the paper's steps are kept.
 * **ULA / PnP-ULA** (Laumont, De Bortoli, Almansa, Delon, Durmus, Pereyra 2022, SIAM J. Imaging Sci.):
   at one small noise level ``gamma`` (``eps = gamma^2``),
   ``x <- x + delta grad log p(y|x) + (alpha delta / eps)(D_eps(x) - x) + (delta / lambda)(Pi_C(x) - x)
@@ -46,14 +53,17 @@ from typing import Any, NamedTuple
 import torch
 from pyro.distributions import TorchDistribution
 
+from bayesinv._validation import check_number
 from bayesinv.errors import NoDensityError
-from bayesinv.operators.base import LinearOperator
+from bayesinv.operators.base import LinearOperator, operator_norm_squared
 from bayesinv.posterior import Posterior
+from bayesinv.priors.schedules import standard_normal
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv.samplers._driver import (Clock, check_inputs, divergence_bound, draw_in_chunks, make_posterior,
+                                       run_chain, subset_latents)
 
 __all__ = ["sample_annealed_langevin", "sample_ula", "sample_pnp_ula", "sample_mala", "LangevinState",
-           "langevin_step", "mala_step", "data_scale_score"]
+           "langevin_step", "mala_step", "data_scale_score", "AnnealedState"]
 
 
 class LangevinState(NamedTuple):
@@ -82,34 +92,28 @@ def langevin_step(state: LangevinState, drift: torch.Tensor, noise: torch.Tensor
 
 
 def _likelihood_grad(problem, x, y, latents, inflation: float = 0.0, mode: str = "jalal") -> torch.Tensor:
-    """``grad log p(y|x)``; for Gaussian noise with the variance inflated by ``inflation`` (module docstring)."""
-    sigma = C.gaussian_noise_std(problem, latents)
-    if sigma is None or inflation == 0.0 or mode == "none":
-        return C.grad_log_likelihood(problem, x, y, latents)[1]
-    if mode == "operator" and problem.noise.sigma is not None:
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            value = C.inflated_gaussian_log_likelihood(problem, y, xg, latents, inflation)
-            (grad,) = torch.autograd.grad(value.sum(), xg)
-        return grad
-    sigma2 = _bshape(torch.as_tensor(sigma, dtype=x.dtype) ** 2, x) if isinstance(sigma, torch.Tensor) \
-        else sigma**2
-    op = C.operator_at(problem, latents)
+    """``grad log p(y|x)``; for Gaussian noise with the variance inflated by ``inflation`` (module docstring),
+    read from :meth:`InverseProblem.inflated_log_likelihood` (``"jalal"``: isotropic, ``"operator"``: the SVD
+    basis); other noise, or ``mode="none"``, uses the exact likelihood."""
+    if problem.gaussian_noise_std(latents) is None or inflation == 0.0 or mode == "none":
+        return problem.grad_log_likelihood(x, y, **latents)[1]
+    covariance = "operator" if mode == "operator" else "isotropic"
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        sq = C.squared_residual(y, op(xg))
-        var = sigma2.reshape(-1) if isinstance(sigma2, torch.Tensor) else sigma2
-        (grad,) = torch.autograd.grad((-sq / (2 * (var + inflation))).sum(), xg)
+        value = problem.inflated_log_likelihood(xg, y, inflation, covariance=covariance, **latents)
+        (grad,) = torch.autograd.grad(value.sum(), xg)
     return grad
 
 
 def _likelihood_lipschitz(problem, y, latents, generator) -> float | None:
-    sigma = C.gaussian_noise_std(problem, latents)
-    op = C.operator_at(problem, latents)
-    if sigma is None or not isinstance(op, LinearOperator):
+    sigma = problem.gaussian_noise_std(latents)
+    if sigma is None:
+        return None
+    op = problem.chain_operator(latents)
+    if not isinstance(op, LinearOperator):
         return None
     sigma_min = float(torch.as_tensor(sigma).min())
-    return C.operator_norm_squared(op, y, generator=generator) / sigma_min**2
+    return operator_norm_squared(op, y, generator=generator) / sigma_min**2
 
 
 def _initial(problem, y, init, start, n, generator) -> torch.Tensor:
@@ -132,8 +136,9 @@ def _check_init(init, num_samples, shape):
 
 
 def _keep_schedule(steps: int, num_draws: int, thin: int) -> set[int]:
-    burn_in = steps - num_draws * thin
-    if num_draws < 1 or thin < 1 or burn_in < 0:
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (num_draws, thin))
+    burn_in = steps - num_draws * thin if ints else -1
+    if not ints or num_draws < 1 or thin < 1 or burn_in < 0:
         raise ValueError(f"need num_draws >= 1, thin >= 1 and num_draws * thin <= steps; got num_draws={num_draws}, "
                          f"thin={thin}, steps={steps}")
     return {burn_in + (k + 1) * thin - 1 for k in range(num_draws)}
@@ -141,39 +146,50 @@ def _keep_schedule(steps: int, num_draws: int, thin: int) -> set[int]:
 
 def _run_chains(name, problem, y, *, num_samples, steps, generator, batch_size, progress, callback, init,
                 num_draws, thin, step_size, update):
-    """Shared MCMC loop: ``update(state, chunk_latents) -> (state, x0_hat)`` per iteration."""
+    """The MCMC chains of ULA/PnP-ULA/MALA: ``update(state, i, start, n) -> (state, x0_hat)`` per iteration, run
+    by the driver; the states of the iterations in the keep schedule are stored."""
     keep = _keep_schedule(steps, num_draws, thin)
-    clock = C.Clock()
+    clock = Clock()
     accept = []
+    bound = divergence_bound(problem.prior)
 
     def draw(start, n):
         x = _initial(problem, y, init, start, n, generator)
-        state = LangevinState(x, torch.full((n,), float(step_size), dtype=x.dtype, device=x.device),
-                              torch.zeros(n, dtype=x.dtype, device=x.device))
+        state = _MCMCState(x, torch.full((n,), float(step_size), dtype=x.dtype, device=x.device),
+                           torch.zeros(n, dtype=x.dtype, device=x.device), None)
         kept = []
-        with C.progress_bar(steps, progress, name) as bar:
-            for i in range(steps):
-                with C.guard(name, i, last_good=state.x):
-                    new, x0_hat = update(state, i, start, n)
-                C.check_step(name, i, new.x, last_good=state.x)
-                state = new
-                if i in keep:
-                    kept.append(state.x.detach().clone())
-                if callback is not None:
-                    callback(i, state.x, x0_hat)
-                bar.update(1)
+
+        def step(state: _MCMCState, i: int) -> _MCMCState:
+            new, x0_hat = update(LangevinState(state.x, state.step_size, state.accepted), i, start, n)
+            return _MCMCState(*new, x0_hat)
+
+        def store(i: int, state: _MCMCState) -> None:
+            if i in keep:
+                kept.append(state.x.detach().clone())
+
+        state = run_chain(step, state, range(steps), name=name, progress=progress, callback=callback,
+                          bound=lambda st: bound, on_step=store)
         accept.append(state.accepted)
         return torch.stack(kept, 1), {"step_size": state.step_size}
 
-    samples, extras = C.draw_in_chunks(num_samples, batch_size, draw)
+    samples, extras = draw_in_chunks(num_samples, batch_size, draw)
     step_sizes = torch.cat([e["step_size"] for e in extras])
     return samples, clock, torch.cat(accept), step_sizes
+
+
+class _MCMCState(NamedTuple):
+    """:class:`LangevinState` with the denoiser's output of the last step (for the callback)."""
+
+    x: torch.Tensor
+    step_size: torch.Tensor
+    accepted: torch.Tensor
+    x0_hat: torch.Tensor | None
 
 
 def _default_levels(prior, levels_all: torch.Tensor) -> tuple[float, float]:
     """The schedule's extreme data-scale levels, the top capped at ``span sqrt(d)`` for network priors (docstring)."""
     hi, lo = float(levels_all.max()), float(levels_all.min())
-    span = C.pixel_span(prior)
+    span = prior.pixel_span
     if span is not None:
         hi = max(min(hi, span * math.sqrt(math.prod(prior.event_shape))), lo)
     return hi, lo
@@ -201,47 +217,87 @@ def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_sa
     ``nfe = steps * steps_per_level``.
     """
     name = "annealed_langevin"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
     if likelihood_inflation not in ("jalal", "operator", "none"):
         raise ValueError(f"{name}: likelihood_inflation must be 'jalal', 'operator' or 'none', "
                          f"got {likelihood_inflation!r}")
+    if isinstance(steps_per_level, bool) or not isinstance(steps_per_level, int) or steps_per_level < 1:
+        raise ValueError(f"{name}: steps_per_level must be a positive int, got {steps_per_level!r}")
+    step_size = check_number("step_size", step_size, low=0.0, low_open=True, high=float("inf"), owner=name)
     schedule = problem.prior.schedule
     levels_all = schedule.sigma / schedule.alpha
-    hi, lo = noise_levels if noise_levels is not None else _default_levels(problem.prior, levels_all)
-    if not hi >= lo > 0:
-        raise ValueError(f"{name}: noise_levels must be (max, min) with max >= min > 0, got {noise_levels}")
+    if noise_levels is not None:
+        if len(noise_levels) != 2:
+            raise ValueError(f"{name}: noise_levels must be (max, min), got {noise_levels!r}")
+        hi = check_number("noise_levels[0]", noise_levels[0], low=0.0, low_open=True, high=float("inf"), owner=name)
+        lo = check_number("noise_levels[1]", noise_levels[1], low=0.0, low_open=True, high=hi, owner=name)
+    else:
+        hi, lo = _default_levels(problem.prior, levels_all)
     targets = torch.exp(torch.linspace(math.log(hi), math.log(lo), steps, dtype=torch.float64))
     ts = [schedule.timestep_for_noise_level(float(g)) for g in targets]
     gammas = [float(levels_all[t]) for t in ts]
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    all_latents = problem.resolve_latents(latents, num_samples, y)
     prior, shape = problem.prior, tuple(problem.prior.event_shape)
-    clock = C.Clock()
+    deltas = _annealed_steps(problem, y, all_latents, step_size, gammas, likelihood_inflation)
+    clock = Clock()
 
     def draw(start, n):
-        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
-        x = gammas[0] * C.randn((n, *shape), generator, y)  # the data-scale marginal at gamma_1 is ~ N(., gamma_1^2)
-        with C.progress_bar(steps * steps_per_level, progress, name) as bar:
-            for level, (t, gamma) in enumerate(zip(ts, gammas, strict=True)):
-                delta = torch.full((n,), step_size * gamma**2 / gammas[-1] ** 2, dtype=x.dtype, device=x.device)
-                for k in range(steps_per_level):
-                    step = level * steps_per_level + k
-                    with C.guard(name, step, last_good=x):
-                        denoised, score = data_scale_score(prior, x, t)
-                        lik = _likelihood_grad(problem, x, y, chunk_latents, gamma**2, likelihood_inflation)
-                    state = langevin_step(LangevinState(x, delta, delta), score + lik, C.randn(x.shape, generator, y))
-                    C.check_step(name, step, state.x, last_good=x, detail=f"noise level {gamma:.3g}")
-                    x = state.x
-                    if callback is not None:
-                        callback(step, x, denoised)
-                    bar.update(1)
-        return x[:, None], {}
+        chunk_latents = subset_latents(all_latents, slice(start, start + n))
 
-    samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
+        def step(state: AnnealedState, k: int) -> AnnealedState:
+            level = k // steps_per_level
+            t, gamma, delta = ts[level], gammas[level], deltas[level]
+            denoised, score = data_scale_score(prior, state.x, t)
+            lik = _likelihood_grad(problem, state.x, y, chunk_latents, gamma**2, likelihood_inflation)
+            noise = standard_normal(state.x.shape, generator, y)
+            return AnnealedState(state.x + delta * (score + lik) + math.sqrt(2 * delta) * noise, level, denoised)
+
+        # the data-scale marginal at gamma_1; a level's chains start from the previous level's noise, so the
+        # divergence bound allows that level's noise
+        x = gammas[0] * standard_normal((n, *shape), generator, y)
+        state = run_chain(step, AnnealedState(x, 0), range(steps * steps_per_level), name=name, progress=progress,
+                          callback=callback, bound=lambda st: divergence_bound(prior, 1.0, gammas[max(st.level - 1, 0)]),
+                          detail=lambda old, new: f"noise level {gammas[new.level]:.3g}")
+        return state.x[:, None], {}
+
+    samples, _ = draw_in_chunks(num_samples, batch_size, draw)
     settings = {"steps": steps, "steps_per_level": steps_per_level, "step_size": step_size,
-                "noise_levels": [gammas[0], gammas[-1]], "likelihood_inflation": likelihood_inflation,
+                "step_sizes": deltas, "noise_levels": [gammas[0], gammas[-1]], "likelihood_inflation": likelihood_inflation,
                 "batch_size": batch_size, "schedule": schedule.name}
-    return C.make_posterior(name, samples, settings=settings, nfe=steps * steps_per_level, clock=clock,
-                            generator=generator, problem=problem)
+    return make_posterior(name, samples, settings=settings, nfe=steps * steps_per_level, clock=clock,
+                          generator=generator, problem=problem)
+
+
+def _annealed_steps(problem, y, latents, step_size: float, gammas: list[float], inflation: str) -> list[float]:
+    """Per-level steps ``eta_i = eps gamma_i^2 / gamma_L^2`` capped at ``1 / (1/gamma_i^2 + L_y,i)`` (module
+    docstring) when the likelihood's Lipschitz constant is known (Gaussian noise, linear operator)."""
+    sigma = problem.gaussian_noise_std(latents)
+    op = problem.chain_operator(latents) if sigma is not None else None
+    norm2 = None
+    if isinstance(op, LinearOperator):  # a fixed generator: the power iteration leaves the user's stream alone
+        norm2 = operator_norm_squared(op, y, generator=torch.Generator(device=y.device).manual_seed(0))
+    sigma2 = float(torch.as_tensor(sigma).min()) ** 2 if sigma is not None else 0.0
+    steps = []
+    for gamma in gammas:
+        delta = step_size * gamma**2 / gammas[-1] ** 2
+        if norm2 is not None:
+            if inflation == "jalal":
+                lip_y = norm2 / (sigma2 + gamma**2)
+            elif inflation == "operator":
+                lip_y = norm2 / (sigma2 + gamma**2 * norm2)
+            else:
+                lip_y = norm2 / max(sigma2, 1e-300)
+            delta = min(delta, 1.0 / (1.0 / gamma**2 + lip_y))
+        steps.append(delta)
+    return steps
+
+
+class AnnealedState(NamedTuple):
+    """Annealed Langevin chains ``x`` (data scale) at noise level index ``level``, the last denoiser output."""
+
+    x: torch.Tensor
+    level: int
+    x0_hat: torch.Tensor | None = None
 
 
 def sample_pnp_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 1000,
@@ -258,14 +314,26 @@ def sample_pnp_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int
     starting states (default: prior draws for analytic priors, else zeros).
     """
     name = "pnp_ula" if box is not None else "ula"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
     shape = tuple(problem.prior.event_shape)
     init = _check_init(init, num_samples, shape)
+    _keep_schedule(steps, num_draws, thin)
+    noise_level = check_number("noise_level", noise_level, low=0.0, low_open=True, high=float("inf"), owner=name)
+    regularization = check_number("regularization", regularization, low=0.0, high=float("inf"), owner=name)
+    if step_size is not None:
+        step_size = check_number("step_size", step_size, low=0.0, low_open=True, high=float("inf"), owner=name)
+    if box is not None:
+        if len(box) != 2 or not float(box[0]) < float(box[1]):
+            raise ValueError(f"{name}: box must be (low, high) with low < high, or None; got {box!r}")
+        box = (float(box[0]), float(box[1]))
+        if box_weight is not None:
+            box_weight = check_number("box_weight", box_weight, low=0.0, low_open=True, high=float("inf"),
+                                      owner=name)
     schedule, prior = problem.prior.schedule, problem.prior
     t = schedule.timestep_for_noise_level(noise_level)
     gamma = float(schedule.noise_level(t))
     eps = gamma**2
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    all_latents = problem.resolve_latents(latents, num_samples, y)
     lip_y = _likelihood_lipschitz(problem, y, all_latents, generator)
     lip = (lip_y if lip_y is not None else 0.0) + regularization / eps
     if box is not None and box_weight is None:
@@ -276,19 +344,19 @@ def sample_pnp_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int
         step_size = 1.0 / (3 * (lip + (1.0 / box_weight if box is not None else 0.0)))
 
     def update(state, i, start, n):
-        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
+        chunk_latents = subset_latents(all_latents, slice(start, start + n))
         denoised, _ = data_scale_score(prior, state.x, t)
         drift = _likelihood_grad(problem, state.x, y, chunk_latents) + regularization / eps * (denoised - state.x)
         if box is not None:
             drift = drift + (state.x.clamp(*box) - state.x) / box_weight
-        return langevin_step(state, drift, C.randn(state.x.shape, generator, y)), denoised
+        return langevin_step(state, drift, standard_normal(state.x.shape, generator, y)), denoised
 
     samples, clock, _, _ = _run_chains(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
                                        batch_size=batch_size, progress=progress, callback=callback, init=init,
                                        num_draws=num_draws, thin=thin, step_size=step_size, update=update)
     settings = {"steps": steps, "noise_level": gamma, "step_size": step_size, "regularization": regularization,
                 "box": box, "box_weight": box_weight, "num_draws": num_draws, "thin": thin, "batch_size": batch_size}
-    return C.make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
+    return make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
                             problem=problem)
 
 
@@ -311,7 +379,7 @@ def _log_posterior(problem, x, y, latents) -> tuple[torch.Tensor, torch.Tensor]:
         except (NoDensityError, NotImplementedError) as err:
             raise NoDensityError(f"mala needs a prior with an explicit log_prob (analytic priors); "
                                  f"{type(problem.prior).__name__} has none: use sample_pnp_ula") from err
-        value = log_prior + C.log_likelihood(problem, xg, y, latents)
+        value = log_prior + problem.log_likelihood(xg, y, **latents)
         (grad,) = torch.autograd.grad(value.sum(), xg)
     return value.detach(), grad
 
@@ -349,15 +417,20 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     acceptance rate over the frozen iterations and the median final step size.
     """
     name = "mala"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       need_score_prior=False)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                     need_score_prior=False)
     if problem.prior is None:
         raise ValueError("mala: the problem has no prior")
     shape = tuple(problem.prior.event_shape)
     init = _check_init(init, num_samples, shape)
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    _keep_schedule(steps, num_draws, thin)
+    if step_size is not None:
+        step_size = check_number("step_size", step_size, low=0.0, low_open=True, high=float("inf"), owner=name)
+    target_acceptance = check_number("target_acceptance", target_acceptance, low=0.0, high=1.0, low_open=True,
+                                     high_open=True, owner=name)
+    all_latents = problem.resolve_latents(latents, num_samples, y)
     probe = torch.zeros((1, *shape), dtype=y.real.dtype, device=y.device)
-    _log_posterior(problem, probe, y, C.subset_latents(all_latents, slice(0, 1)))  # fails early without a density
+    _log_posterior(problem, probe, y, subset_latents(all_latents, slice(0, 1)))  # fails early without a density
     if step_size is None:
         lip_y = _likelihood_lipschitz(problem, y, all_latents, generator)
         step_size = 0.5 / (1.0 + (lip_y or 0.0))
@@ -367,7 +440,7 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     accepted_after = {}
 
     def update(state, i, start, n):
-        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
+        chunk_latents = subset_latents(all_latents, slice(start, start + n))
 
         def log_target(x):
             return _log_posterior(problem, x, y, chunk_latents)
@@ -375,7 +448,7 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
         if i == 0:
             cache[start] = log_target(state.x)
             accepted_after[start] = torch.zeros(n, dtype=state.x.dtype, device=state.x.device)
-        new, cache[start], prob = mala_step(state, log_target, C.randn(state.x.shape, generator, y),
+        new, cache[start], prob = mala_step(state, log_target, standard_normal(state.x.shape, generator, y),
                                             _uniform(n, generator, state.x), cache[start])
         if i < adapt_steps:  # Robbins-Monro on the log step size, per chain; frozen afterwards
             gain = 1.0 / (i + 1) ** 0.6
@@ -392,5 +465,5 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     settings = {"steps": steps, "step_size": step_size, "adapt": adapt, "target_acceptance": target_acceptance,
                 "num_draws": num_draws, "thin": thin, "batch_size": batch_size}
     extras = {"acceptance_rate": rate, "final_step_size_median": float(step_sizes.median())}
-    return C.make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
+    return make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
                             problem=problem, extras=extras)
