@@ -74,7 +74,7 @@ class PyroModelProblem(InverseProblem):
 
     def _discover(self) -> dict[str, dist.Distribution]:
         """Trace the model once with ``x`` fixed (no prior draw): its other unobserved sample sites are latents."""
-        x = torch.zeros((1, *self.prior.event_shape), dtype=torch.float64)
+        x = torch.zeros((1, *self.prior.event_shape), dtype=torch.float64, device="cpu")
         try:
             trace = poutine.trace(poutine.condition(self._model, data={"x": x})).get_trace()
         except Exception as err:

@@ -63,6 +63,9 @@ class _Scale(MatrixOperator):
         gain = self.gain.reshape(-1, 1) if torch.is_tensor(self.gain) and self.gain.ndim else self.gain
         return gain * x
 
+    def _adjoint(self, y):  # A = gain I per chain is self-adjoint
+        return self._forward(y)
+
 
 def test_model_runs_as_generative_pyro_model():
     prior = dist.Normal(torch.zeros(4, dtype=torch.float64), 1.0).to_event(1)

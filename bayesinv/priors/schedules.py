@@ -100,7 +100,7 @@ class Schedule:
         """``num`` timesteps from ``T-1`` down to ``0`` evenly spaced (DDIM's "uniform" skip), descending."""
         if not 1 <= num <= self.num_steps:
             raise ValueError(f"num steps must be in [1, {self.num_steps}], got {num}")
-        return torch.linspace(self.num_steps - 1, 0, num).round().long()
+        return torch.linspace(self.num_steps - 1, 0, num, device="cpu").round().long()
 
     def to_config(self) -> dict:
         return {"kind": self.kind, "name": self.name, "num_steps": self.num_steps}
@@ -109,7 +109,7 @@ class Schedule:
 def _index(t) -> torch.Tensor:
     if isinstance(t, torch.Tensor):
         return t.long().cpu()
-    return torch.tensor(int(t))
+    return torch.tensor(int(t), device="cpu")
 
 
 def vp_linear(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:

@@ -194,7 +194,8 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
 
         state = DPSState(initial_noise(schedule, (n, *shape), generator, y), ts[0])
         state = run_chain(step, state, nexts, name=name, progress=progress, callback=callback,
-                          bound=lambda st: timestep_bound(prior, st.t), detail=lambda old, new: f"timestep {old.t} -> {new.t}")
+                          bound=lambda st: timestep_bound(prior, st.t),
+                          detail=lambda old, new: f"timestep {old.t} -> {new.t}")
         return state.x[:, None], {}
 
     samples, _ = draw_in_chunks(num_samples, batch_size, draw)

@@ -44,9 +44,9 @@ def latent_grid(prior: dist.Distribution, num: int = 64, *, tail: float = 1e-3) 
     if isinstance(prior, dist.Uniform):
         low, high = float(prior.low), float(prior.high)
         step = (high - low) / num
-        return torch.linspace(low + step / 2, high - step / 2, num, dtype=torch.float64)
+        return torch.linspace(low + step / 2, high - step / 2, num, dtype=torch.float64, device="cpu")
     try:
-        q = torch.linspace(tail, 1 - tail, num, dtype=torch.float64)
+        q = torch.linspace(tail, 1 - tail, num, dtype=torch.float64, device="cpu")
         return prior.icdf(q.to(prior.mean.dtype)).to(torch.float64)
     except (NotImplementedError, AttributeError) as exc:
         raise ValueError(f"no default grid for a {type(prior).__name__} prior (support {low}..{high}): "
@@ -149,7 +149,7 @@ def sample_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, 
             start[k] = init[k]
         else:
             try:
-                start[k] = priors[k].icdf(torch.tensor(0.5, dtype=priors[k].mean.dtype))
+                start[k] = priors[k].icdf(torch.tensor(0.5, dtype=priors[k].mean.dtype, device=priors[k].mean.device))
             except NotImplementedError:
                 start[k] = priors[k].mean
     latents = problem.resolve_latents(start, num_samples, y)

@@ -14,7 +14,8 @@ from bayesinv import Gaussian, InverseProblem
 from bayesinv.errors import NoDensityError
 from bayesinv.operators import Identity
 from bayesinv.priors import GaussianPrior, exact_posterior, vp_linear
-from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
+from bayesinv.samplers.annealed_langevin import sample_annealed_langevin
+from bayesinv.samplers.langevin import sample_mala, sample_pnp_ula, sample_ula
 from tests.samplers.helpers import TinyNetworkPrior, flat_problem, gaussian_problem, mixture_bed, sw_ratio
 
 
