@@ -118,7 +118,7 @@ def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_sa
         # levels, so the divergence bound allows noise of std gamma_1 throughout
         x = gammas[0] * standard_normal((n, *shape), generator, y)
         state = run_chain(step, AnnealedState(x, 0), range(steps * steps_per_level), name=name, progress=progress,
-                          callback=callback, bound=lambda st: divergence_bound(prior, 1.0, gammas[0]),
+                          callback=callback, bound=lambda st: divergence_bound(prior, 1.0, gammas[0], level=gammas[st.level]),
                           detail=lambda old, new: f"noise level {gammas[new.level]:.3g}")
         return state.x[:, None], {}
 

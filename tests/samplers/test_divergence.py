@@ -46,6 +46,9 @@ def test_divergence_bound_is_ten_spans_around_the_centre():
     assert timestep_bound(network, 10) == pytest.approx((0.5 * alpha, DIVERGENCE_FACTOR * (alpha + sigma)))
     assert timestep_bound(network, -1) == divergence_bound(network)
     assert divergence_bound(None) == (0.0, None)
+    # noise above the signal (sigma / alpha > span): only NaN/inf are checked
+    assert divergence_bound(network, 0.1, 0.2) == pytest.approx((0.05, None))
+    assert divergence_bound(network, 1.0, 5.0, level=0.5) == pytest.approx((0.5, DIVERGENCE_FACTOR * 6.0))
 
 
 def test_check_step_names_the_reason():
