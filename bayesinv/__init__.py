@@ -11,11 +11,13 @@ from bayesinv.errors import (BayesinvError, ChecksumMismatch, DTypeError, NoDens
 
 if TYPE_CHECKING:
     from bayesinv.noise import Gaussian, Poisson
+    from bayesinv.model_problem import PyroModelProblem
     from bayesinv.problem import InverseProblem
 
 __version__ = "0.1.0"
 
-_LAZY = {"Gaussian": "bayesinv.noise", "Poisson": "bayesinv.noise", "InverseProblem": "bayesinv.problem"}
+_LAZY = {"Gaussian": "bayesinv.noise", "Poisson": "bayesinv.noise", "InverseProblem": "bayesinv.problem",
+         "PyroModelProblem": "bayesinv.model_problem"}
 
 
 def __getattr__(name: str):
@@ -30,4 +32,5 @@ def __getattr__(name: str):
 
 __all__ = ["BayesinvError", "ChecksumMismatch", "DTypeError", "NoDensityError", "NonFiniteError",
            "SamplerDivergence", "ShapeError", "WeightsError", "Gaussian", "Poisson", "InverseProblem",
+           "PyroModelProblem",
            "__version__"]

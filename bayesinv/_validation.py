@@ -1,15 +1,23 @@
-"""Input checks shared by operators, noise models, priors and samplers (one place for each check)."""
+"""Input checks shared by operators, noise models, priors and samplers (one place for each check).
+
+Sampler steps are checked here too, once per step boundary (never per operator call): :func:`check_step`
+raises :class:`~bayesinv.errors.SamplerDivergence` when the iterate holds NaN/inf or has left a given
+radius around a centre (the prior's range), and :func:`guard` turns a :class:`~bayesinv.errors.NonFiniteError`
+raised inside a step into the same error, naming the sampler and the step.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
-from bayesinv.errors import DTypeError, NonFiniteError, ShapeError
+from bayesinv.errors import DTypeError, NonFiniteError, SamplerDivergence, ShapeError
 
 __all__ = ["check_tensor", "check_batch_shape", "check_finite", "as_real_dtype", "check_choice", "check_positive",
-           "check_mask", "check_image_shape"]
+           "check_mask", "check_image_shape", "check_number", "check_step", "guard"]
 
 
 def check_tensor(name: str, value) -> torch.Tensor:
@@ -93,3 +101,50 @@ def check_mask(name: str, mask, image_shape: Sequence[int]) -> torch.Tensor:
         raise ShapeError(f"{name} must have shape ({h}, {w}) or ({c}, {h}, {w}) to match the image shape "
                          f"{tuple(image_shape)}, got {tuple(mask.shape)}")
     return mask.expand(c, h, w) if mask.ndim == 2 else mask
+
+
+def check_number(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+                 high_open: bool = False, owner: str = "") -> float:
+    """``value`` as a float if it is a real number in the interval given by ``low``/``high`` (closed unless
+    ``*_open``); else ``ValueError`` naming ``owner: name``, the interval and the value (bools, NaN and strings
+    are refused)."""
+    label = f"{owner}: {name}" if owner else name
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{label} must be a number in {interval}, got {value!r}")
+    value = float(value)
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high or (low is not None and high is not None and math.isinf(value)):
+        raise ValueError(f"{label} must be in {interval}, got {value!r}")
+    return value
+
+
+def check_step(name: str, step: int, x: torch.Tensor, last_good: torch.Tensor | None = None, detail: str = "", *,
+               centre: float = 0.0, radius: float | None = None) -> torch.Tensor:
+    """Raise :class:`SamplerDivergence` if ``x`` holds NaN/inf or, when ``radius`` is given, if
+    ``max |x - centre| > radius``; return ``x`` otherwise. One host synchronisation (a single scalar)."""
+    worst = float((x - centre).abs().amax()) if x.numel() else 0.0
+    keep = None if last_good is None else last_good.detach().clone()
+    if not math.isfinite(worst):
+        bad = int((~torch.isfinite(x)).sum())
+        msg = f"{bad} of {x.numel()} values are NaN/inf"
+        raise SamplerDivergence(name, step, f"{msg}; {detail}" if detail else msg, last_good=keep)
+    if radius is not None and worst > radius:
+        msg = f"max |x - {centre:.3g}| = {worst:.3g} > {radius:.3g}, far outside the prior's range"
+        raise SamplerDivergence(name, step, f"{msg}; {detail}" if detail else msg, last_good=keep,
+                                reason="the iterate left the prior's range")
+    return x
+
+
+@contextmanager
+def guard(name: str, step: int, last_good: torch.Tensor | None = None) -> Iterator[None]:
+    """Turn a :class:`NonFiniteError` raised inside a step (e.g. an operator given a NaN ``x0_hat``)
+    into :class:`SamplerDivergence` naming the sampler and the step."""
+    try:
+        yield
+    except NonFiniteError as err:
+        raise SamplerDivergence(name, step, str(err),
+                                last_good=None if last_good is None else last_good.detach().clone()) from err

@@ -36,17 +36,20 @@ class NonFiniteError(BayesinvError, ValueError):
 
 
 class SamplerDivergence(BayesinvError, RuntimeError):
-    """A sampler produced NaN/inf; ``step`` is the index of the first bad step.
+    """A sampler's iterate blew up; ``step`` is the index of the first bad step.
 
-    The samples computed before the failure are kept in ``last_good`` (or ``None``) so that
+    Raised at a step boundary when the iterate holds NaN/inf or has left the prior's range by far
+    (``reason`` says which). The iterate before the failure is kept in ``last_good`` (or ``None``) so that
     nothing already computed is lost.
     """
 
-    def __init__(self, sampler: str, step: int, detail: str = "", last_good=None):
+    def __init__(self, sampler: str, step: int, detail: str = "", last_good=None, *,
+                 reason: str = "non-finite values in the iterate"):
         self.sampler = sampler
         self.step = step
         self.last_good = last_good
-        msg = f"{sampler} diverged at step {step}: non-finite values in the iterate"
+        self.reason = reason
+        msg = f"{sampler} diverged at step {step}: {reason}"
         if detail:
             msg += f" ({detail})"
         msg += "; try more steps, a smaller step size or guidance scale."

@@ -6,34 +6,55 @@ The generative model is::
     theta ~ nuisance priors         (optional: e.g. an unknown blur width; noise sigma lives in the noise model)
     y ~ noise(A_theta(x))
 
-Samplers read the log-likelihood and its gradient by conditioning this model on ``x`` (and the
-nuisance values) and tracing it (:meth:`InverseProblem.log_likelihood`), so a user's own model with
-the same site names ``"x"`` and ``"y"`` gets the same samplers.
+The likelihood is derived here and nowhere else (:meth:`InverseProblem.log_likelihood`, its gradient and
+the noise-inflated Gaussian that SMC's twist and annealed Langevin use). Two paths give the same values:
+
+* **traced** (any noise, any operator): condition the Pyro model on ``x`` and the latent values and read
+  ``log p(y | ...)`` off the trace of site ``"y"``. A user's own Pyro model takes this path
+  (:class:`~bayesinv.model_problem.PyroModelProblem`);
+* **closed form**, taken automatically for Gaussian noise and a linear operator:
+  ``log N(y; A x, sigma^2 I) = -||y - A x||^2 / (2 sigma^2) - n/2 log(2 pi sigma^2)`` (``n`` real numbers in
+  ``y``; a complex value counts its real and imaginary parts). ``method="traced"`` forces the general path.
 
 >>> import torch
 >>> from bayesinv.operators import Identity
 >>> from bayesinv.noise import Gaussian
 >>> problem = InverseProblem(Identity((1, 2, 2)), Gaussian(0.5))
 >>> x = torch.zeros(3, 1, 2, 2, dtype=torch.float64)
->>> problem.log_likelihood(x, torch.zeros(1, 1, 2, 2, dtype=torch.float64)).shape
+>>> y = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+>>> problem.log_likelihood(x, y).shape
 torch.Size([3])
+>>> bool(torch.allclose(problem.log_likelihood(x, y), problem.log_likelihood(x, y, method="traced")))
+True
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 
-from bayesinv._validation import check_finite, check_tensor
+from bayesinv._validation import check_choice, check_finite, check_tensor
 from bayesinv.errors import DTypeError, ShapeError
-from bayesinv.noise import NoiseModel
+from bayesinv.noise import Gaussian, NoiseModel, as_real_view
 from bayesinv.operators.base import Operator
 
-__all__ = ["InverseProblem"]
+__all__ = ["InverseProblem", "squared_residual", "LIKELIHOOD_METHODS"]
+
+#: how :meth:`InverseProblem.log_likelihood` is computed: ``"auto"`` (closed form where it exists), ``"traced"``
+#: (through the Pyro model) or ``"closed_form"`` (Gaussian noise and a linear operator only)
+LIKELIHOOD_METHODS = ("auto", "traced", "closed_form")
+
+
+def squared_residual(y: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+    """``||y - prediction||^2`` per chain ``(B,)`` (complex values count real and imaginary parts)."""
+    diff = as_real_view(y - prediction)
+    return (diff.reshape(diff.shape[0], -1) ** 2).sum(1)
 
 
 class InverseProblem:
@@ -94,6 +115,67 @@ class InverseProblem:
     def in_shape(self) -> tuple[int, ...]:
         return self.operator_at(**self._default_nuisance()).in_shape
 
+    @property
+    def latent_priors(self) -> dict[str, dist.Distribution]:
+        """The prior of every latent site besides ``x``, by name (noise latents, then nuisance latents)."""
+        return {**self.noise.latents, **self.nuisance}
+
+    def resolve_latents(self, latents: Mapping[str, Any] | None, batch: int,
+                        like: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Fixed values of the latent sites as ``(batch,)`` tensors with ``like``'s real dtype and device.
+
+        Every name in :attr:`latent_names` needs a value; scalars and ``(1,)`` tensors are broadcast.
+        """
+        latents = dict(latents or {})
+        names = self.latent_names
+        missing = sorted(set(names) - set(latents))
+        if missing:
+            raise ValueError(f"this problem has latent site(s) {missing}; pass their values with "
+                             f"latents={{{', '.join(repr(k) + ': ...' for k in missing)}}}")
+        unknown = sorted(set(latents) - set(names))
+        if unknown:
+            raise ValueError(f"latents {unknown} are not latent sites of this problem (it has {names})")
+        out = {}
+        dtype = like.real.dtype if like.is_complex() else like.dtype
+        for key, value in latents.items():
+            value = torch.as_tensor(value, dtype=dtype, device=like.device)
+            if value.ndim == 0 or value.shape == (1,):
+                value = value.reshape(()).expand(batch)
+            elif value.shape != (batch,):
+                raise ShapeError(f"latent {key!r} must be a scalar or have shape ({batch},), got {tuple(value.shape)}")
+            out[key] = value
+        return out
+
+    def chain_operator(self, latents: Mapping[str, torch.Tensor]) -> Operator:
+        """The operator at the nuisance values of ``latents`` (``(B,)`` tensors; the first chain's, which
+        samplers that need one operator for all chains require to be shared)."""
+        if not self.nuisance:
+            return self._operator
+        return self.operator_at(**{k: latents[k][0] for k in self.nuisance})
+
+    def gaussian_noise_std(self, latents: Mapping[str, torch.Tensor]) -> torch.Tensor | float | None:
+        """The Gaussian noise std (a float, or ``(B,)`` for a latent sigma), or ``None`` for other noise."""
+        if not isinstance(self.noise, Gaussian):
+            return None
+        return self.noise.sigma if self.noise.sigma is not None else latents["sigma"]
+
+    @property
+    def known_gaussian_noise(self) -> bool:
+        """Whether the noise is Gaussian with a known (fixed) sigma."""
+        return isinstance(self.noise, Gaussian) and self.noise.sigma is not None
+
+    @property
+    def closed_form_likelihood(self) -> bool:
+        """Whether :meth:`log_likelihood` has the closed form: Gaussian noise and a linear operator."""
+        op = self.operator_at(**self._default_nuisance())
+        return isinstance(self.noise, Gaussian) and bool(getattr(op, "linear", False))
+
+    def describe(self) -> dict[str, Any]:
+        """A short JSON-serialisable description for a Posterior's metadata."""
+        op = self._operator if not self.nuisance else None
+        return {"name": self.name, "operator": repr(op) if op is not None else "factory",
+                "noise": repr(self.noise), "prior": type(self.prior).__name__, "latents": list(self.latent_names)}
+
     def _default_nuisance(self) -> dict[str, torch.Tensor]:
         return {k: d.mean if hasattr(d, "mean") else d.sample() for k, d in self.nuisance.items()}
 
@@ -118,25 +200,98 @@ class InverseProblem:
             mean = self.operator_at(**theta)(x)
             self.noise.observe("y", mean, y, **noise_latents)
 
-    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, **latents) -> torch.Tensor:
-        """``log p(y | x, latents)`` per chain, ``(B,)``, obtained by conditioning and tracing the model.
+    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, *, method: str = "auto", **latents) -> torch.Tensor:
+        """``log p(y | x, latents)`` per chain, ``(B,)``; differentiable in ``x`` and the latents.
 
         ``x: (B, *in_shape)``; ``y: (*out_shape)`` or ``(1 or B, *out_shape)``; latents as tensors of
-        shape ``(B,)`` or scalars. Differentiable in ``x`` and the latents.
+        shape ``(B,)`` or scalars. ``method``: ``"auto"`` (the closed form for Gaussian noise and a linear
+        operator, else traced), ``"traced"`` or ``"closed_form"`` (module docstring).
         """
+        check_choice("method", method, LIKELIHOOD_METHODS)
         missing = set(self.latent_names) - set(latents)
         if missing:
             raise ValueError(f"log_likelihood needs values for the latent(s) {sorted(missing)}")
         y = self.check_measurement(y, x)
-        trace = poutine.trace(self._likelihood_model).get_trace(y, x, **latents)
-        node = trace.nodes["y"]
-        return node["fn"].log_prob(node["value"])
+        closed = self.closed_form_likelihood
+        if method == "closed_form" and not closed:
+            raise ValueError(f"the closed-form likelihood needs Gaussian noise and a linear operator; this problem "
+                             f"has {self.noise!r}: use method='traced'")
+        if method == "traced" or not closed:
+            trace = poutine.trace(self._likelihood_model).get_trace(y, x, **latents)
+            node = trace.nodes["y"]
+            return node["fn"].log_prob(node["value"])
+        return self.inflated_log_likelihood(x, y, 0.0, covariance="isotropic", **latents)
 
-    def grad_log_likelihood(self, x: torch.Tensor, y: torch.Tensor, **latents) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log p(y|x), grad_x log p(y|x))`` for a batch of ``x``."""
+    def inflated_log_likelihood(self, x: torch.Tensor, y: torch.Tensor, inflation: float, *,
+                                covariance: str = "operator", **latents) -> torch.Tensor:
+        """The Gaussian likelihood with the covariance inflated by ``inflation = r^2`` (a float), per chain ``(B,)``.
+
+        ``covariance="operator"``: ``log N(y; A x, sigma^2 I + r^2 A A^H)``, diagonal in the operator's SVD
+        basis (PiGDM's twist; the covariance of ``y - A x`` when ``x`` carries noise of variance ``r^2``), and
+        ``(sigma^2 + r^2) I`` for operators without an SVD. ``covariance="isotropic"``: ``(sigma^2 + r^2) I``
+        (Jalal et al. 2021). ``inflation = 0`` is the exact likelihood. Needs Gaussian noise (a latent sigma
+        is read from ``latents``). Real measurements may have complex singular vectors (circulant blur:
+        ``U = F^H diag(h / |h|)``): the quadratic form is then ``sum_k |(U^H r)_k|^2 / var_k``, exact since
+        ``U`` is unitary.
+        """
+        check_choice("covariance", covariance, ("operator", "isotropic"))
+        sigma = self.gaussian_noise_std(latents)
+        if sigma is None:
+            raise TypeError(f"the Gaussian likelihood needs Gaussian noise, got {self.noise!r}")
+        theta = {k: latents[k] for k in self.nuisance}
+        op = self.operator_at(**theta) if self.nuisance else self._operator
+        y = y.unsqueeze(0) if tuple(y.shape) == tuple(op.out_shape) else y
+        resid = y - op(x)
+        batch = resid.shape[0]
+        real_dtype = resid.real.dtype if resid.is_complex() else resid.dtype
+        sigma2 = torch.as_tensor(sigma, dtype=real_dtype, device=resid.device).reshape(-1, 1) ** 2  # (1 or B, 1)
+        svd = op.svd_or_none() if (covariance == "operator" and inflation > 0 and op.linear) else None
+        if svd is None:
+            var = sigma2 + inflation  # (1 or B, 1)
+            count = torch.view_as_real(resid[:1]).numel() if resid.is_complex() else resid[:1].numel()
+            sq = (as_real_view(resid).reshape(batch, -1) ** 2).sum(1)
+            return -sq / (2 * var[:, 0]) - 0.5 * count * torch.log(2 * math.pi * var[:, 0])
+        coef = svd.Ut(resid)
+        coef = coef.to(torch.promote_types(coef.dtype, resid.dtype))
+        sing = svd.singulars.to(device=coef.device, dtype=real_dtype)
+        signal = torch.zeros(coef.shape[1], dtype=real_dtype, device=coef.device)
+        signal[: sing.shape[0]] = inflation * sing**2
+        var = sigma2 + signal  # (1 or B, m)
+        if y.is_complex():  # real and imaginary parts each carry sigma^2 (the signal part split evenly)
+            var2 = (var + sigma2) / 2
+            terms = torch.view_as_real(coef) ** 2 / var2[..., None]
+            return -0.5 * (terms.reshape(batch, -1).sum(1) + 2 * torch.log(2 * math.pi * var2).sum(1))
+        power = torch.view_as_real(coef).pow(2).sum(-1) if coef.is_complex() else coef**2
+        return -0.5 * ((power / var).sum(1) + torch.log(2 * math.pi * var).sum(1))
+
+    def grad_log_likelihood(self, x: torch.Tensor, y: torch.Tensor, *, method: str = "auto",
+                            **latents) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p(y|x), grad_x log p(y|x))`` for a batch of ``x``.
+
+        On the closed-form path with real images the gradient is ``Re A^H (y - A x) / sigma^2`` (one forward and
+        one adjoint, no autograd graph); otherwise autograd through :meth:`log_likelihood`.
+        """
+        check_choice("method", method, LIKELIHOOD_METHODS)
+        if method != "traced" and self.closed_form_likelihood and not any(
+                isinstance(v, torch.Tensor) and v.requires_grad for v in latents.values()):
+            theta = {k: latents[k] for k in self.nuisance}
+            op = self.operator_at(**theta) if self.nuisance else self._operator
+            if not op.input_complex:
+                missing = set(self.latent_names) - set(latents)
+                if missing:
+                    raise ValueError(f"log_likelihood needs values for the latent(s) {sorted(missing)}")
+                x = x.detach()
+                resid = self.check_measurement(y, x) - op(x)
+                sigma = self.gaussian_noise_std(latents)
+                var = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1) ** 2  # (1 or B,)
+                count = torch.view_as_real(resid[:1]).numel() if resid.is_complex() else resid[:1].numel()
+                sq = (as_real_view(resid).reshape(resid.shape[0], -1) ** 2).sum(1)
+                ll = -sq / (2 * var) - 0.5 * count * torch.log(2 * math.pi * var)
+                grad = op.adjoint(resid) / var.reshape((-1,) + (1,) * (x.ndim - 1))
+                return ll, grad.to(x.dtype)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            ll = self.log_likelihood(x, y, **latents)
+            ll = self.log_likelihood(x, y, method=method, **latents)
             (grad,) = torch.autograd.grad(ll.sum(), x)
         return ll.detach(), grad
 

@@ -1,7 +1,7 @@
 """Phantom generation throughput (images per second) at 32x32 and 64x64. Target: >= 10k/s at 32x32.
 
 Also prints the training phantoms' root mean pixel variance: the scale behind the samplers' default for network
-priors (``NETWORK_SCALE_FRACTION = 0.1`` of the pixel range, ``bayesinv/samplers/_common.py``).
+priors (``NETWORK_SCALE_FRACTION = 0.1`` of the pixel range, ``bayesinv/priors/base.py``).
 
     python benchmarks/phantoms.py
 """

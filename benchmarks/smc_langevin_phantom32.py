@@ -16,7 +16,7 @@ from bayesinv import Gaussian, InverseProblem
 from bayesinv.data import phantom_dataset
 from bayesinv.operators import make_operator
 from bayesinv.priors import load_prior
-from bayesinv.samplers.langevin import sample_annealed_langevin
+from bayesinv.samplers.annealed_langevin import sample_annealed_langevin
 from bayesinv.samplers.smc import sample_smc
 
 SETTINGS = {"smc": (sample_smc, {"steps": 25, "num_particles": 8}),

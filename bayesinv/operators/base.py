@@ -30,7 +30,7 @@ import torch
 
 from bayesinv._validation import check_batch_shape
 
-__all__ = ["Operator", "LinearOperator", "SVD", "inner", "conjugate_gradient"]
+__all__ = ["Operator", "LinearOperator", "SVD", "inner", "conjugate_gradient", "operator_norm_squared"]
 
 
 def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -211,3 +211,24 @@ def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.T
         p = r + beta.reshape(shape) * p
         rs = rs_new
     return x
+
+
+def operator_norm_squared(op: LinearOperator, like: torch.Tensor, *, generator: torch.Generator,
+                          iterations: int = 50) -> float:
+    """``||A||^2`` (the largest eigenvalue of ``A^H A``): ``max s^2`` from the SVD where there is one, else power
+    iteration from a random start drawn from ``generator``, in ``like``'s real dtype and on its device."""
+    svd = op.svd_or_none()
+    if svd is not None:
+        return float(svd.singulars.max()) ** 2 if svd.singulars.numel() else 0.0
+    dtype = like.real.dtype if like.is_complex() else like.dtype
+    v = torch.randn((1, *op.in_shape), generator=generator, dtype=torch.float64, device=generator.device)
+    v = v.to(device=like.device, dtype=dtype)
+    v = v / v.norm()
+    value = 0.0
+    for _ in range(iterations):
+        w = op.normal(v)
+        value = float(w.abs().norm())
+        if value == 0:
+            return 0.0
+        v = w / value
+    return value

@@ -66,19 +66,22 @@ class MatrixOperator(LinearOperator):
         shape = self.in_shape
 
         def Vt(x):
-            return x.reshape(x.shape[0], -1) @ vh.to(x.device, _promote(x, vh)).T
+            return x.reshape(x.shape[0], -1).to(_promote(x, vh)) @ vh.to(x.device, _promote(x, vh)).T
 
         def V(c):
-            return (c @ vh.to(c.device, _promote(c, vh)).conj()).reshape(c.shape[0], *shape)
+            return (c.to(_promote(c, vh)) @ vh.to(c.device, _promote(c, vh)).conj()).reshape(c.shape[0], *shape)
 
         def Ut(y):
-            return y @ u.to(y.device, _promote(y, u)).conj()
+            return y.to(_promote(y, u)) @ u.to(y.device, _promote(y, u)).conj()
 
         def U(c):
-            return c @ u.to(c.device, _promote(c, u)).T
+            return c.to(_promote(c, u)) @ u.to(c.device, _promote(c, u)).T
 
         return SVD(s, V, Vt, U, Ut)
 
 
 def _promote(a: torch.Tensor, b: torch.Tensor) -> torch.dtype:
-    return torch.promote_types(a.dtype, b.dtype)
+    """The precision of the input ``a`` (float32 stays float32), complex if either factor is."""
+    if a.is_complex() or b.is_complex():
+        return torch.complex128 if a.dtype in (torch.float64, torch.complex128) else torch.complex64
+    return a.dtype

@@ -7,6 +7,11 @@ A prior over images ``x0`` with a diffusion ``schedule`` (``x_t = alpha_t x0 + s
 * ``eps(x_t, t) = (x_t - alpha_t E[x0|x_t]) / sigma_t``.
 
 Only ``denoise`` is implemented by subclasses; score and eps are derived here and nowhere else.
+
+The prior also states its scale, which samplers read for their defaults and for divergence checks:
+``explicit_variance`` (the marginal variance of analytic priors, ``None`` for network priors), ``pixel_span``
+(``hi - lo`` of a network prior's declared ``pixel_range``), ``scale`` (root mean variance, or
+:data:`NETWORK_SCALE_FRACTION` of the pixel span) and ``value_range`` (where its pixels live).
 Priors are Pyro distributions (``event_shape`` is the image shape) so they slot into the
 :class:`~bayesinv.problem.InverseProblem` model as ``x ~ prior``.
 """
@@ -22,7 +27,14 @@ from pyro.distributions.torch_distribution import ExpandedDistribution
 from bayesinv._validation import check_batch_shape
 from bayesinv.priors.schedules import Schedule
 
-__all__ = ["ScorePrior"]
+__all__ = ["ScorePrior", "NETWORK_SCALE_FRACTION", "RANGE_STDS"]
+
+#: the scale of a prior without an explicit variance (a network prior), as a fraction of its pixel span
+#: (phantom32's training images: root mean pixel variance 0.110 in [0, 1], ``python benchmarks/phantoms.py``)
+NETWORK_SCALE_FRACTION = 0.1
+
+#: an analytic prior's pixel values are taken to lie within ``mean +- RANGE_STDS std`` (:attr:`ScorePrior.value_range`)
+RANGE_STDS = 4.0
 
 
 class ScorePrior(TorchDistribution):
@@ -54,6 +66,45 @@ class ScorePrior(TorchDistribution):
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         raise NotImplementedError
+
+    # -- scale ------------------------------------------------------------------------------------
+    @property
+    def explicit_variance(self) -> torch.Tensor | None:
+        """The marginal variance ``(*event_shape)`` of priors that have one (analytic priors), else ``None``
+        (network priors, whose ``variance`` inherited from ``torch.distributions`` raises)."""
+        try:
+            return self.variance
+        except NotImplementedError:
+            return None
+
+    @property
+    def pixel_span(self) -> float | None:
+        """``hi - lo`` of the declared ``pixel_range`` of a prior without an explicit variance (``(0, 1)`` when
+        it declares none), or ``None`` for priors with a variance (the exact testbeds)."""
+        if self.explicit_variance is not None:
+            return None
+        lo, hi = getattr(self, "pixel_range", (0.0, 1.0))
+        return float(hi) - float(lo)
+
+    @property
+    def scale(self) -> float:
+        """The root mean marginal variance, or ``NETWORK_SCALE_FRACTION`` of the pixel span for priors without
+        a variance (network priors)."""
+        variance = self.explicit_variance
+        if variance is None:
+            return NETWORK_SCALE_FRACTION * float(self.pixel_span)
+        return float(variance.mean().sqrt())
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """``(lo, hi)`` holding the prior's pixels: the declared ``pixel_range`` of network priors, and
+        ``(min(mean - k std), max(mean + k std))`` with ``k =`` :data:`RANGE_STDS` for analytic priors."""
+        variance = self.explicit_variance
+        if variance is None:
+            lo, hi = getattr(self, "pixel_range", (0.0, 1.0))
+            return float(lo), float(hi)
+        mean, std = self.mean.to(torch.float64), variance.to(torch.float64).clamp_min(0).sqrt()
+        return float((mean - RANGE_STDS * std).min()), float((mean + RANGE_STDS * std).max())
 
     def expand(self, batch_shape, _instance=None):
         """Independent copies for Pyro plates (``sample``/``log_prob`` broadcast over ``batch_shape``)."""

@@ -31,11 +31,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from bayesinv._validation import check_step
 from bayesinv.errors import NoDensityError
 from bayesinv.priors.base import ScorePrior
 from bayesinv.priors.networks.denoiser import Denoiser
 from bayesinv.priors.networks.unet import inference_layout
-from bayesinv.priors.schedules import Schedule
+from bayesinv.priors.schedules import Schedule, ancestral_coefficients, timesteps
 
 __all__ = ["DiffusionPrior", "SAMPLING_METHODS"]
 
@@ -112,8 +113,6 @@ class DiffusionPrior(ScorePrior):
         ``generator`` (default: a fresh unseeded one) decides the noise; draws are made ``batch_size`` at a time
         on the network's device. Raises :class:`SamplerDivergence` at the first non-finite iterate.
         """
-        from bayesinv.samplers._common import ancestral_coefficients, check_step, timesteps
-
         if method not in SAMPLING_METHODS:
             raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:

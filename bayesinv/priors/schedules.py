@@ -12,19 +12,38 @@ level; it is step 1 in Ho et al.'s numbering). Two families:
 The "noise level" of a timestep in data units is ``sigma_t / alpha_t`` (the std of the noise on
 ``x_t / alpha_t``); :meth:`Schedule.timestep_for_noise_level` inverts it.
 
+All timestep maths lives here: descending sampler grids (:func:`timesteps`), the start of the reverse
+process (:func:`initial_noise`) and the ancestral transition between any two timesteps
+(:func:`ancestral_coefficients`). With ``x_t = alpha_t x0 + sigma_t eps`` and ``s < t`` (``s = -1`` is the
+clean image: ``alpha = 1``, ``sigma = 0``), ``x_t | x_s ~ N(a x_s, sigma_{t|s}^2)`` with
+``a = alpha_t / alpha_s`` and ``sigma_{t|s}^2 = sigma_t^2 - a^2 sigma_s^2``, and
+
+    q(x_s | x_t, x0) = N( a sigma_s^2 / sigma_t^2 x_t + alpha_s sigma_{t|s}^2 / sigma_t^2 x0,
+                          sigma_{t|s}^2 sigma_s^2 / sigma_t^2 ),
+
+which is Ho et al. (2020) eq. 6-7 for consecutive VP steps and SMLD's ancestral step for VE.
+
 >>> s = vp_linear()
 >>> round(float(s.alpha[0] ** 2 + s.sigma[0] ** 2), 12)
 1.0
+>>> s = vp_linear(10)
+>>> c = ancestral_coefficients(s, 5, 4)
+>>> beta = float(s.betas[5]); abar = s.alphas_cumprod
+>>> abs(c.variance - beta * float(1 - abar[4]) / float(1 - abar[5])) < 1e-12
+True
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-__all__ = ["Schedule", "vp_linear", "vp_cosine", "ve_geometric", "make_schedule"]
+__all__ = ["Schedule", "vp_linear", "vp_cosine", "ve_geometric", "make_schedule", "timesteps",
+           "AncestralCoefficients", "ancestral_coefficients", "standard_normal", "initial_noise"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +100,7 @@ class Schedule:
         """``num`` timesteps from ``T-1`` down to ``0`` evenly spaced (DDIM's "uniform" skip), descending."""
         if not 1 <= num <= self.num_steps:
             raise ValueError(f"num steps must be in [1, {self.num_steps}], got {num}")
-        return torch.linspace(self.num_steps - 1, 0, num).round().long()
+        return torch.linspace(self.num_steps - 1, 0, num, device="cpu").round().long()
 
     def to_config(self) -> dict:
         return {"kind": self.kind, "name": self.name, "num_steps": self.num_steps}
@@ -90,7 +109,7 @@ class Schedule:
 def _index(t) -> torch.Tensor:
     if isinstance(t, torch.Tensor):
         return t.long().cpu()
-    return torch.tensor(int(t))
+    return torch.tensor(int(t), device="cpu")
 
 
 def vp_linear(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
@@ -121,3 +140,56 @@ def make_schedule(name: str, **kwargs) -> Schedule:
     if name not in table:
         raise ValueError(f"unknown schedule {name!r}; choose one of {sorted(table)}")
     return table[name](**kwargs)
+
+
+# -- timestep maths shared by every sampler and by DiffusionPrior.sample -------------------------------
+def timesteps(schedule: Schedule, steps: int | None) -> list[int]:
+    """``steps`` timesteps from ``T-1`` down to ``0`` (all ``T`` when ``steps`` is None), descending."""
+    num = schedule.num_steps if steps is None else int(steps)
+    return [int(t) for t in schedule.spaced_timesteps(num)]
+
+
+class AncestralCoefficients(NamedTuple):
+    """``q(x_s | x_t, x0) = N(coef_xt x_t + coef_x0 x0, variance)`` (see module docstring)."""
+
+    coef_xt: float
+    coef_x0: float
+    variance: float
+    alpha_s: float
+    sigma_s: float
+
+
+def _alpha_sigma(schedule: Schedule, t: int) -> tuple[float, float]:
+    if t < 0:
+        return 1.0, 0.0
+    return float(schedule.alpha[t]), float(schedule.sigma[t])
+
+
+def ancestral_coefficients(schedule: Schedule, t: int, s: int) -> AncestralCoefficients:
+    """Coefficients of the ancestral transition from timestep ``t`` to ``s < t`` (``s = -1``: clean)."""
+    if not s < t:
+        raise ValueError(f"ancestral step needs s < t, got t={t}, s={s}")
+    alpha_t, sigma_t = _alpha_sigma(schedule, t)
+    alpha_s, sigma_s = _alpha_sigma(schedule, s)
+    a = alpha_t / alpha_s
+    var_ts = max(sigma_t**2 - a**2 * sigma_s**2, 0.0)
+    return AncestralCoefficients(a * sigma_s**2 / sigma_t**2, alpha_s * var_ts / sigma_t**2,
+                                 var_ts * sigma_s**2 / sigma_t**2, alpha_s, sigma_s)
+
+
+def standard_normal(shape: Sequence[int], generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """``N(0, I)`` draws of ``shape`` from ``generator``, with ``like``'s real dtype, on ``like``'s device.
+
+    The draw is made on the generator's device (a CPU generator gives the same numbers whatever ``like``'s
+    device) and then moved, so results are reproducible across devices for one generator.
+    """
+    dtype = like.real.dtype if like.is_complex() else like.dtype
+    out = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=generator.device)
+    return out.to(device=like.device)
+
+
+def initial_noise(schedule: Schedule, shape: Sequence[int], generator: torch.Generator,
+                  like: torch.Tensor) -> torch.Tensor:
+    """``x_T ~ N(0, (alpha_T^2 + sigma_T^2) I)``: ``N(0, I)`` for VP (Ho et al. 2020), ``~N(0, sigma_max^2)`` for VE."""
+    alpha, sigma = _alpha_sigma(schedule, schedule.num_steps - 1)
+    return math.sqrt(alpha**2 + sigma**2) * standard_normal(shape, generator, like)

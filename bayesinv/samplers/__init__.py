@@ -2,8 +2,10 @@
 
 Every sampler draws its chains as a batch, takes an explicit ``torch.Generator``, accepts
 ``batch_size``, ``progress`` and ``callback(step, x_t, x0_hat)``, raises
-:class:`~bayesinv.errors.SamplerDivergence` at the first non-finite iterate and returns a
-:class:`~bayesinv.posterior.Posterior`. The shared machinery is in :mod:`bayesinv.samplers._common`.
+:class:`~bayesinv.errors.SamplerDivergence` at the first non-finite iterate (or one far outside the
+prior's range) and returns a :class:`~bayesinv.posterior.Posterior`. Each sampler file holds a step function
+over a NamedTuple state; the loop around it (chunking, progress, Ctrl-C, divergence checks) is
+:mod:`bayesinv.samplers._driver`, run the same way for every sampler.
 
 ``SAMPLERS`` (:mod:`bayesinv.samplers.registry`) maps a registry name (used by the CLI and the study runner)
 to the sampler function; ``sample_gibbs`` wraps them and is not in it.
@@ -16,7 +18,8 @@ from bayesinv.samplers.ddrm import sample_ddrm
 from bayesinv.samplers.dirac import sample_dirac
 from bayesinv.samplers.dps import sample_dps
 from bayesinv.samplers.gibbs import sample_gibbs
-from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
+from bayesinv.samplers.annealed_langevin import sample_annealed_langevin
+from bayesinv.samplers.langevin import sample_mala, sample_pnp_ula, sample_ula
 from bayesinv.samplers.registry import SAMPLERS
 from bayesinv.samplers.score_sde import sample_score_sde
 from bayesinv.samplers.smc import sample_smc

@@ -44,11 +44,13 @@ from typing import Any, NamedTuple
 
 import torch
 
+from bayesinv._validation import check_number
 from bayesinv.noise import Gaussian
 from bayesinv.operators.base import SVD, LinearOperator
 from bayesinv.posterior import Posterior
+from bayesinv.priors.schedules import standard_normal
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv.samplers._driver import Clock, check_inputs, draw_in_chunks, make_posterior, run_chain, timestep_bound
 
 __all__ = ["sample_ddrm", "ddrm_step", "DDRMState", "DDRMSpectrum", "ddrm_timesteps"]
 
@@ -78,13 +80,13 @@ def ddrm_timesteps(num_timesteps: int, steps: int) -> list[int]:
 
 
 def _spectrum(problem: InverseProblem, y: torch.Tensor, latents: Mapping[str, torch.Tensor]) -> DDRMSpectrum:
-    op = C.operator_at(problem, latents)
+    op = problem.chain_operator(latents)
     svd = op.svd_or_none() if isinstance(op, LinearOperator) else None
     if svd is None:
         raise TypeError(f"ddrm needs a linear operator with an SVD (operator.svd()); {type(op).__name__} has none")
     if not isinstance(problem.noise, Gaussian):
         raise TypeError(f"ddrm needs Gaussian measurement noise, got {problem.noise!r}")
-    sigma = C.gaussian_noise_std(problem, latents)
+    sigma = problem.gaussian_noise_std(latents)
     if isinstance(sigma, torch.Tensor):
         if not bool((sigma == sigma[0]).all()):
             raise ValueError("ddrm needs one noise level for all chains; pass a scalar latents={'sigma': ...}")
@@ -173,35 +175,33 @@ def sample_ddrm(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     Posterior with samples ``(num_samples, 1, *event_shape)`` and ``nfe = steps``.
     """
     name = "ddrm"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       bounded_by_schedule=True)
-    if not (0 <= eta <= 1 and 0 <= eta_b <= 1):
-        raise ValueError(f"ddrm: eta and eta_b must be in [0, 1], got eta={eta}, eta_b={eta_b}")
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                     bounded_by_schedule=True)
+    eta = check_number("eta", eta, low=0.0, high=1.0, owner=name)
+    eta_b = check_number("eta_b", eta_b, low=0.0, high=1.0, owner=name)
+    all_latents = problem.resolve_latents(latents, num_samples, y)
     spectrum = _spectrum(problem, y, all_latents)
     prior = problem.prior
     ts = ddrm_timesteps(prior.schedule.num_steps, steps)
     nexts = ts[1:] + [-1]
     shape = tuple(prior.event_shape)
-    clock = C.Clock()
+    clock = Clock()
+    real = y.real.dtype
 
     def draw(start: int, n: int):
-        x = ddrm_initial(spectrum, prior.schedule, ts[0], C.randn((n, *shape), generator, y))
-        state = DDRMState(x.to(y.real.dtype), ts[0])
-        with C.progress_bar(len(ts), progress, name) as bar:
-            for i, s in enumerate(nexts):
-                noise = C.randn((n, *shape), generator, y)
-                with C.guard(name, i, last_good=state.x):
-                    new = ddrm_step(state, s, prior=prior, spectrum=spectrum, eta=eta, eta_b=eta_b, noise=noise)
-                C.check_step(name, i, new.x, last_good=state.x, detail=f"timestep {state.t} -> {s}")
-                state = new
-                if callback is not None:
-                    callback(i, state.x, state.x0_hat)
-                bar.update(1)
+        def step(state: DDRMState, s: int) -> DDRMState:
+            new = ddrm_step(state, s, prior=prior, spectrum=spectrum, eta=eta, eta_b=eta_b,
+                            noise=standard_normal((n, *shape), generator, y))
+            return new._replace(x=new.x.to(real))
+
+        x = ddrm_initial(spectrum, prior.schedule, ts[0], standard_normal((n, *shape), generator, y))
+        state = run_chain(step, DDRMState(x.to(real), ts[0]), nexts, name=name, progress=progress, callback=callback,
+                          bound=lambda st: timestep_bound(prior, st.t),
+                          detail=lambda old, new: f"timestep {old.t} -> {new.t}")
         return state.x[:, None], {}
 
-    samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
+    samples, _ = draw_in_chunks(num_samples, batch_size, draw)
     settings = {"steps": len(ts), "eta": eta, "eta_b": eta_b, "sigma_0": spectrum.sigma_0,
                 "batch_size": batch_size, "schedule": prior.schedule.name}
-    return C.make_posterior(name, samples, settings=settings, nfe=len(ts), clock=clock, generator=generator,
-                            problem=problem)
+    return make_posterior(name, samples, settings=settings, nfe=len(ts), clock=clock, generator=generator,
+                          problem=problem)

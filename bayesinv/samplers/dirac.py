@@ -41,7 +41,10 @@ from bayesinv.operators.base import LinearOperator
 from bayesinv.operators.degradation import Degradation, GeometricNoise
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv._validation import check_step
+from bayesinv.priors.schedules import standard_normal
+from bayesinv.samplers._driver import (Clock, check_inputs, divergence_bound, draw_in_chunks, make_posterior,
+                                       run_chain)
 from bayesinv.samplers.dirac_model import DiracModel, load_dirac
 
 __all__ = ["sample_dirac", "DiracModel", "DiracState", "dirac_update", "dirac_times", "DIRAC_PRESETS",
@@ -211,8 +214,8 @@ def sample_dirac(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, 
     (1, True)
     """
     name = "dirac"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       need_score_prior=False)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                     need_score_prior=False)
     model = _resolve_model(model, problem)
     operator = _check_problem(problem, model)
     settings = _settings(model, variant, {"steps": steps, "stop_time": stop_time, "dc_step": dc_step,
@@ -222,36 +225,36 @@ def sample_dirac(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, 
     shape = model.degradation.in_shape
     real = y.real.dtype if y.is_complex() else y.dtype
     sigma_1 = model.noise.std(1.0)
-    clock = C.Clock()
+    clock = Clock()
 
     def draw(start: int, n: int):
-        start_noise = C.randn((n, *shape), generator, y).to(real)
+        def step(state: DiracState, time: tuple[int, float, float, bool]) -> DiracState:
+            i, t, t_next, is_last = time
+            noise = standard_normal((n, *shape), generator, state.y)
+            use_dc = dc > 0 and not (is_last and settings["last"] == "x0_hat")
+            if use_dc:
+                x0_hat, grad = _predict_with_dc(model, state.y, t, operator, y, dc, settings["dc_scaling"])
+            else:
+                with torch.no_grad():
+                    x0_hat, grad = _predict(model, state.y, t), None
+            check_step(name, i, x0_hat, last_good=state.y, detail=f"network output at t={t:.4g}")
+            if is_last and settings["last"] == "x0_hat":
+                new_y = x0_hat
+            else:
+                new_y = dirac_update(state.y, x0_hat, t, t_next, degradation=model.degradation,
+                                     noise_schedule=model.noise, noise=noise, dc_gradient=grad)
+            return DiracState(new_y.detach(), t_next, x0_hat)
+
+        start_noise = standard_normal((n, *shape), generator, y).to(real)
         state = DiracState(model.degradation.embed_measurement(y, operator, sigma_1, start_noise).to(real), 1.0)
-        with C.progress_bar(len(times), progress, name) as bar:
-            for i, (t, t_next, is_last) in enumerate(times):
-                noise = C.randn((n, *shape), generator, state.y)
-                with C.guard(name, i, last_good=state.y):
-                    use_dc = dc > 0 and not (is_last and settings["last"] == "x0_hat")
-                    if use_dc:
-                        x0_hat, grad = _predict_with_dc(model, state.y, t, operator, y, dc, settings["dc_scaling"])
-                    else:
-                        with torch.no_grad():
-                            x0_hat, grad = _predict(model, state.y, t), None
-                    C.check_step(name, i, x0_hat, last_good=state.y, detail=f"network output at t={t:.4g}")
-                    if is_last and settings["last"] == "x0_hat":
-                        new_y = x0_hat
-                    else:
-                        new_y = dirac_update(state.y, x0_hat, t, t_next, degradation=model.degradation,
-                                             noise_schedule=model.noise, noise=noise, dc_gradient=grad)
-                C.check_step(name, i, new_y, last_good=state.y, detail=f"time {t:.4g} -> {t_next:.4g}")
-                state = DiracState(new_y.detach(), t_next, x0_hat)
-                if callback is not None:
-                    callback(i, state.y, x0_hat)
-                bar.update(1)
+        state = run_chain(step, state, [(i, *time) for i, time in enumerate(times)], name=name, progress=progress,
+                          callback=callback, iterate=lambda st: st.y,
+                          bound=lambda st: divergence_bound(problem.prior, 1.0, model.noise.std(st.t)),
+                          detail=lambda old, new: f"time {old.t:.4g} -> {new.t:.4g}")
         return state.y[:, None], {}
 
-    samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
+    samples, _ = draw_in_chunks(num_samples, batch_size, draw)
     meta = dict(settings, variant=variant, model=model.name, sigma_min=model.noise.sigma_min,
                 sigma_max=model.noise.sigma_max, degradation=model.degradation.kind, batch_size=batch_size)
-    return C.make_posterior(name, samples, settings=meta, nfe=len(times), clock=clock, generator=generator,
-                            problem=problem)
+    return make_posterior(name, samples, settings=meta, nfe=len(times), clock=clock, generator=generator,
+                          problem=problem)

@@ -4,7 +4,7 @@ Algorithm 1 of the paper: at each timestep ``t`` (to the next ``s < t``) of the 
 
 1. ``x0_hat = E[x0 | x_t]`` from the prior's denoiser (Tweedie),
 2. the ancestral DDPM step ``x'_s = c_t x_t + c_0 x0_hat + sigma_tilde z`` (``q(x_s | x_t, x0_hat)``, see
-   :func:`bayesinv.samplers._common.ancestral_coefficients`),
+   :func:`bayesinv.priors.schedules.ancestral_coefficients`),
 3. the measurement step ``x_s = x'_s - zeta' grad_{x_t} ||y - A(x0_hat)||``, the gradient taken
    through the denoiser by autograd.
 
@@ -30,7 +30,8 @@ Likelihoods (``guidance``):
   (the paper's "theoretical" form, eq. 16).
 
 Nuisance latents (blind deblurring, an unknown sigma) are held at values given in ``latents=``
-(BlindDPS's joint gradient update of the kernel is not implemented).
+(BlindDPS's joint gradient update of the kernel is not implemented). A user's own Pyro model
+(:class:`~bayesinv.model_problem.PyroModelProblem`) has no noise model to saturate: its default is ``"loglik"``.
 
 >>> import torch
 >>> from bayesinv import Gaussian, InverseProblem
@@ -52,11 +53,13 @@ from typing import Any, NamedTuple
 
 import torch
 
-from bayesinv.noise import Gaussian
+from bayesinv._validation import check_number
 from bayesinv.operators.base import Operator
 from bayesinv.posterior import Posterior
-from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv.priors.schedules import ancestral_coefficients, initial_noise, standard_normal, timesteps
+from bayesinv.problem import InverseProblem, squared_residual
+from bayesinv.samplers._driver import (Clock, check_inputs, draw_in_chunks, make_posterior, run_chain,
+                                       subset_latents, timestep_bound)
 
 __all__ = ["sample_dps", "dps_step", "DPSState", "default_guidance_scale", "TUNED_GUIDANCE_SCALES"]
 
@@ -80,9 +83,10 @@ TUNED_GUIDANCE_SCALES: dict[str, dict[int, dict[str, float]]] = {
 }
 
 
-def default_guidance_scale(operator: Operator, prior_name: str | None = None, steps: int | None = None) -> float:
+def default_guidance_scale(operator: Operator | None, prior_name: str | None = None, steps: int | None = None) -> float:
     """``zeta'`` tuned for prior ``prior_name`` at ``steps`` steps (:data:`TUNED_GUIDANCE_SCALES`) if recorded,
-    else the authors' value by operator family: inpainting 0.5, blur/super-resolution 0.3, phase 1.0, else 1.0."""
+    else the authors' value by operator family: inpainting 0.5, blur/super-resolution 0.3, phase 1.0, else 1.0
+    (also for a user's Pyro model, which has no operator: ``operator=None``)."""
     tuned = TUNED_GUIDANCE_SCALES.get(prior_name or "", {}).get(steps, {})
     if type(operator).__name__ in tuned:
         return tuned[type(operator).__name__]
@@ -98,9 +102,9 @@ def _distance(problem: InverseProblem, y: torch.Tensor, x0_hat: torch.Tensor, la
               guidance: str) -> torch.Tensor:
     """Per-chain quantity whose gradient DPS follows (``(B,)``, see module docstring)."""
     if guidance == "norm":
-        prediction = C.operator_at(problem, latents)(x0_hat)
-        return C.squared_residual(y, prediction).clamp_min(1e-30).sqrt()
-    ll = C.log_likelihood(problem, x0_hat, y, latents)
+        prediction = problem.chain_operator(latents)(x0_hat)
+        return squared_residual(y, prediction).clamp_min(1e-30).sqrt()
+    ll = problem.log_likelihood(x0_hat, y, **latents)
     if guidance == "loglik":
         return -ll
     noise_latents = {k: latents[k] for k in problem.noise.latents}
@@ -114,7 +118,7 @@ def dps_step(state: DPSState, s: int, *, problem: InverseProblem, y: torch.Tenso
              clip_denoised: tuple[float, float] | None = None) -> DPSState:
     """One DPS step from ``state.t`` to ``s`` with the given standard normal ``noise`` (a pure function)."""
     prior = problem.prior
-    coef = C.ancestral_coefficients(prior.schedule, state.t, s)
+    coef = ancestral_coefficients(prior.schedule, state.t, s)
     with torch.enable_grad():
         x_t = state.x.detach().requires_grad_(True)
         x0_hat = prior.denoise(x_t, state.t)
@@ -154,43 +158,50 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     Posterior with samples ``(num_samples, 1, *event_shape)``; ``nfe = steps`` (each with a backward pass).
     """
     name = "dps"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       bounded_by_schedule=True)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                     bounded_by_schedule=True)
+    model_problem = problem.noise is None  # a user's Pyro model: no noise model to saturate
     if guidance is None:
-        known_gaussian = isinstance(problem.noise, Gaussian) and problem.noise.sigma is not None
-        guidance = "norm" if known_gaussian else "deviance"
+        guidance = "norm" if problem.known_gaussian_noise else ("loglik" if model_problem else "deviance")
     if guidance not in _GUIDANCE:
         raise ValueError(f"{name}: guidance must be one of {_GUIDANCE}, got {guidance!r}")
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    if model_problem and guidance != "loglik":
+        raise ValueError(f"{name}: a Pyro model problem supports guidance='loglik' only, got {guidance!r}")
+    if guidance_scale is not None:
+        guidance_scale = check_number("guidance_scale", guidance_scale, low=0.0, high=float("inf"), owner=name)
+    if clip_denoised is not None:
+        if len(clip_denoised) != 2 or not float(clip_denoised[0]) < float(clip_denoised[1]):
+            raise ValueError(f"{name}: clip_denoised must be (low, high) with low < high, got {clip_denoised!r}")
+        clip_denoised = (float(clip_denoised[0]), float(clip_denoised[1]))
+    all_latents = problem.resolve_latents(latents, num_samples, y)
     prior = problem.prior
-    ts = C.timesteps(prior.schedule, steps)
+    ts = timesteps(prior.schedule, steps)
     if guidance_scale is None:
-        guidance_scale = default_guidance_scale(C.operator_at(problem, all_latents), getattr(prior, "name", None),
-                                                len(ts))
-    guidance_scale = float(guidance_scale)
+        operator = None if model_problem else problem.chain_operator(all_latents)
+        guidance_scale = default_guidance_scale(operator, getattr(prior, "name", None), len(ts))
     nexts = ts[1:] + [-1]
-    clock = C.Clock()
+    clock = Clock()
     shape = tuple(prior.event_shape)
+    schedule = prior.schedule
 
     def draw(start: int, n: int):
-        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
-        state = DPSState(C.initial_noise(prior.schedule, (n, *shape), generator, y), ts[0])
-        with C.progress_bar(len(ts), progress, name) as bar:
-            for i, s in enumerate(nexts):
-                noise = C.randn((n, *shape), generator, y)
-                with C.guard(name, i, last_good=state.x):
-                    new = dps_step(state, s, problem=problem, y=y, latents=chunk_latents, guidance_scale=guidance_scale,
-                                   guidance=guidance, noise=noise, clip_denoised=clip_denoised)
-                C.check_step(name, i, new.x, last_good=state.x, detail=f"timestep {state.t} -> {s}")
-                state = new
-                if callback is not None:
-                    callback(i, state.x, state.x0_hat)
-                bar.update(1)
+        chunk_latents = subset_latents(all_latents, slice(start, start + n))
+
+        def step(state: DPSState, s: int) -> DPSState:
+            return dps_step(state, s, problem=problem, y=y, latents=chunk_latents, guidance_scale=guidance_scale,
+                            guidance=guidance, noise=standard_normal((n, *shape), generator, y),
+                            clip_denoised=clip_denoised)
+
+        state = DPSState(initial_noise(schedule, (n, *shape), generator, y), ts[0])
+        state = run_chain(step, state, nexts, name=name, progress=progress, callback=callback,
+                          bound=lambda st: timestep_bound(prior, st.t),
+                          detail=lambda old, new: f"timestep {old.t} -> {new.t}")
         return state.x[:, None], {}
 
-    samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
+    samples, _ = draw_in_chunks(num_samples, batch_size, draw)
     settings = {"steps": len(ts), "guidance_scale": guidance_scale, "guidance": guidance,
-                "clip_denoised": clip_denoised, "batch_size": batch_size, "schedule": prior.schedule.name,
+                "clip_denoised": clip_denoised, "batch_size": batch_size, "schedule": schedule.name,
                 "latents": {k: v[:1] for k, v in all_latents.items()}}
-    return C.make_posterior(name, samples, settings=settings, nfe=len(ts), clock=clock, generator=generator,
-                            problem=problem)
+    return make_posterior(name, samples, settings=settings, nfe=len(ts), clock=clock, generator=generator,
+                          problem=problem)
+

@@ -21,7 +21,7 @@ sweeps (``{name: (num_samples, sweeps - burn_in)}`` lists).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyro.distributions as dist
 import torch
@@ -29,9 +29,10 @@ import torch
 from bayesinv.errors import ShapeError
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv._validation import check_step
+from bayesinv.samplers._driver import Clock, check_inputs, make_posterior, run_chain
 
-__all__ = ["sample_gibbs", "latent_grid", "latent_conditional_step"]
+__all__ = ["sample_gibbs", "latent_grid", "latent_conditional_step", "GibbsState"]
 
 XStep = Callable[[InverseProblem, torch.Tensor, dict[str, torch.Tensor], torch.Generator], torch.Tensor]
 
@@ -43,9 +44,9 @@ def latent_grid(prior: dist.Distribution, num: int = 64, *, tail: float = 1e-3) 
     if isinstance(prior, dist.Uniform):
         low, high = float(prior.low), float(prior.high)
         step = (high - low) / num
-        return torch.linspace(low + step / 2, high - step / 2, num, dtype=torch.float64)
+        return torch.linspace(low + step / 2, high - step / 2, num, dtype=torch.float64, device="cpu")
     try:
-        q = torch.linspace(tail, 1 - tail, num, dtype=torch.float64)
+        q = torch.linspace(tail, 1 - tail, num, dtype=torch.float64, device="cpu")
         return prior.icdf(q.to(prior.mean.dtype)).to(torch.float64)
     except (NotImplementedError, AttributeError) as exc:
         raise ValueError(f"no default grid for a {type(prior).__name__} prior (support {low}..{high}): "
@@ -55,7 +56,7 @@ def latent_grid(prior: dist.Distribution, num: int = 64, *, tail: float = 1e-3) 
 def latent_conditional_step(problem: InverseProblem, y: torch.Tensor, x: torch.Tensor, latents: dict[str, torch.Tensor],
                             name: str, grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Draw ``theta_name ~ p(theta_name | x, other latents, y)`` per chain, exactly on ``grid``: ``(B,)``."""
-    prior = problem.noise.latents.get(name) or problem.nuisance.get(name)
+    prior = problem.latent_priors[name]
     b, g = x.shape[0], grid.shape[0]
     dtype = x.real.dtype if x.is_complex() else x.dtype
     grid = grid.to(dtype=dtype, device=x.device)
@@ -66,10 +67,17 @@ def latent_conditional_step(problem: InverseProblem, y: torch.Tensor, x: torch.T
         log_lik = problem.log_likelihood(x_rep, y, **lat).reshape(b, g)
         log_prior = prior.log_prob(grid.to(prior.mean.dtype)).to(dtype)
     log_post = log_lik + log_prior
-    C.check_step("gibbs", 0, log_post.logsumexp(1), detail=f"the conditional of latent {name!r} is degenerate")
+    check_step("gibbs", 0, log_post.logsumexp(1), detail=f"the conditional of latent {name!r} is degenerate")
     cdf = torch.softmax(log_post.to(torch.float64), 1).cumsum(1)
     u = torch.rand(b, 1, generator=generator, dtype=torch.float64, device=generator.device).to(cdf.device)
     return grid[torch.searchsorted(cdf / cdf[:, -1:], u).clamp(max=g - 1)[:, 0]]
+
+
+class GibbsState(NamedTuple):
+    """The images ``x`` ``(num_samples, *event)`` of the last sweep and the latent values ``{name: (num_samples,)}``."""
+
+    x: torch.Tensor
+    latents: dict[str, torch.Tensor]
 
 
 def _x_step(sampler: str | XStep, options: Mapping[str, Any]) -> XStep:
@@ -125,8 +133,8 @@ def sample_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, 
                          "use an image sampler directly otherwise")
     if not isinstance(sweeps, int) or not isinstance(burn_in, int) or not 0 <= burn_in < sweeps:
         raise ValueError(f"need integers 0 <= burn_in < sweeps, got burn_in={burn_in!r}, sweeps={sweeps!r}")
-    y = C.check_inputs("gibbs", problem, y, num_samples=num_samples, steps=None, generator=generator)
-    priors = {**problem.noise.latents, **problem.nuisance}
+    y = check_inputs("gibbs", problem, y, num_samples=num_samples, steps=None, generator=generator)
+    priors = problem.latent_priors
     grids = {k: torch.as_tensor(v, dtype=torch.float64).reshape(-1) for k, v in (latent_grids or {}).items()}
     unknown = sorted(set(grids) - set(names))
     if unknown:
@@ -141,31 +149,37 @@ def sample_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, 
             start[k] = init[k]
         else:
             try:
-                start[k] = priors[k].icdf(torch.tensor(0.5, dtype=priors[k].mean.dtype))
+                start[k] = priors[k].icdf(torch.tensor(0.5, dtype=priors[k].mean.dtype, device=priors[k].mean.device))
             except NotImplementedError:
                 start[k] = priors[k].mean
-    latents = C.resolve_latents(problem, start, num_samples, y)
+    latents = problem.resolve_latents(start, num_samples, y)
     x_step = _x_step(x_sampler, dict(x_options or {}))
     kept_x, kept_latents = [], {k: [] for k in names}
-    clock = C.Clock()
-    with C.progress_bar(sweeps, progress, "gibbs") as bar:
-        for sweep in range(sweeps):
-            x = x_step(problem, y, latents, generator)
-            if x.shape != (num_samples, *problem.in_shape):
-                raise ShapeError(f"the x-step returned shape {tuple(x.shape)}, expected {(num_samples, *problem.in_shape)}")
-            C.check_step("gibbs", sweep, x)
+    clock = Clock()
+    expected = (num_samples, *problem.in_shape)
+
+    def sweep_step(state: GibbsState, sweep: int) -> GibbsState:
+        x = x_step(problem, y, state.latents, generator)
+        if tuple(x.shape) != expected:
+            raise ShapeError(f"the x-step returned shape {tuple(x.shape)}, expected {expected}")
+        check_step("gibbs", sweep, x)
+        latents = dict(state.latents)
+        for k in names:
+            latents[k] = latent_conditional_step(problem, y, x, latents, k, grids[k], generator)
+        return GibbsState(x, latents)
+
+    def keep(sweep: int, state: GibbsState) -> None:
+        if sweep >= burn_in:
+            kept_x.append(state.x.detach())
             for k in names:
-                latents[k] = latent_conditional_step(problem, y, x, latents, k, grids[k], generator)
-            if callback is not None:
-                callback(sweep, x, dict(latents))
-            if sweep >= burn_in:
-                kept_x.append(x.detach())
-                for k in names:
-                    kept_latents[k].append(latents[k].detach())
-            bar.update()
+                kept_latents[k].append(state.latents[k].detach())
+
+    first = torch.zeros((num_samples, *problem.in_shape), dtype=y.real.dtype, device=y.device)
+    run_chain(sweep_step, GibbsState(first, latents), range(sweeps), name="gibbs", progress=progress,
+              estimate=lambda st: dict(st.latents), callback=callback, on_step=keep)
     samples = torch.stack(kept_x, 1)
     settings = {"sweeps": sweeps, "burn_in": burn_in, "x_sampler": x_sampler if isinstance(x_sampler, str) else "callable",
                 "x_options": dict(x_options or {}), "grid_sizes": {k: int(v.numel()) for k, v in grids.items()}}
     extras = {"latents": {k: torch.stack(v, 1).tolist() for k, v in kept_latents.items()}}
-    return C.make_posterior("gibbs", samples, problem=problem, settings=settings, nfe=0, clock=clock,
-                            generator=generator, extras=extras)
+    return make_posterior("gibbs", samples, problem=problem, settings=settings, nfe=0, clock=clock,
+                          generator=generator, extras=extras)

@@ -1,17 +1,9 @@
-r"""The Langevin family: annealed Langevin dynamics, (PnP-)ULA and MALA.
+r"""The Langevin family: (PnP-)ULA and MALA, and the pieces annealed Langevin (:mod:`.annealed_langevin`) shares.
 
 All work on the data scale ``x`` (for a diffusion prior at timestep ``t`` the noisy data-scale image
 is ``x_t / alpha_t`` with noise level ``gamma_t = sigma_t / alpha_t``, and its score is
 ``alpha_t score(alpha_t x, t) = (E[x0 | alpha_t x] - x) / gamma_t^2``).
 
-* **Annealed Langevin** (Song & Ermon 2019, Alg. 1; posterior version of Jalal et al. 2021): noise
-  levels ``gamma_1 > ... > gamma_L`` (geometric), ``T`` steps each with step
-  ``eta_i = eps gamma_i^2 / gamma_L^2``,
-  ``x <- x + eta_i (s_prior(x, gamma_i) + grad_x log N(y; A x, (sigma_y^2 + gamma_i^2) I)) + sqrt(2 eta_i) z``;
-  the noise-inflated likelihood is Jalal et al.'s (``likelihood_inflation="operator"`` uses
-  ``sigma_y^2 I + gamma_i^2 A A^H`` instead, the covariance of ``y - A x_gamma`` under ``x_gamma = x + gamma n``,
-  which is much closer on the mixture testbed when ``A`` has small singular values). Defaults (Song &
-  Ermon): ``L = 10``, ``T = 100``, ``eps = 2e-5``. Non-Gaussian noise uses the un-inflated gradient.
 * **ULA / PnP-ULA** (Laumont, De Bortoli, Almansa, Delon, Durmus, Pereyra 2022, SIAM J. Imaging Sci.):
   at one small noise level ``gamma`` (``eps = gamma^2``),
   ``x <- x + delta grad log p(y|x) + (alpha delta / eps)(D_eps(x) - x) + (delta / lambda)(Pi_C(x) - x)
@@ -39,20 +31,23 @@ states every ``thin`` iterations: samples ``(num_samples, num_draws, *event_shap
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
 from pyro.distributions import TorchDistribution
 
+from bayesinv._validation import check_number
 from bayesinv.errors import NoDensityError
-from bayesinv.operators.base import LinearOperator
+from bayesinv.operators.base import LinearOperator, operator_norm_squared
 from bayesinv.posterior import Posterior
+from bayesinv.priors.base import ScorePrior
+from bayesinv.priors.schedules import standard_normal
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv.samplers._driver import (Clock, check_inputs, divergence_bound, draw_in_chunks, make_posterior,
+                                       run_chain, subset_latents)
 
-__all__ = ["sample_annealed_langevin", "sample_ula", "sample_pnp_ula", "sample_mala", "LangevinState",
+__all__ = ["sample_ula", "sample_pnp_ula", "sample_mala", "LangevinState",
            "langevin_step", "mala_step", "data_scale_score"]
 
 
@@ -82,34 +77,33 @@ def langevin_step(state: LangevinState, drift: torch.Tensor, noise: torch.Tensor
 
 
 def _likelihood_grad(problem, x, y, latents, inflation: float = 0.0, mode: str = "jalal") -> torch.Tensor:
-    """``grad log p(y|x)``; for Gaussian noise with the variance inflated by ``inflation`` (module docstring)."""
-    sigma = C.gaussian_noise_std(problem, latents)
-    if sigma is None or inflation == 0.0 or mode == "none":
-        return C.grad_log_likelihood(problem, x, y, latents)[1]
-    if mode == "operator" and problem.noise.sigma is not None:
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            value = C.inflated_gaussian_log_likelihood(problem, y, xg, latents, inflation)
-            (grad,) = torch.autograd.grad(value.sum(), xg)
-        return grad
-    sigma2 = _bshape(torch.as_tensor(sigma, dtype=x.dtype) ** 2, x) if isinstance(sigma, torch.Tensor) \
-        else sigma**2
-    op = C.operator_at(problem, latents)
+    """``grad log p(y|x)``; for Gaussian noise with the variance inflated by ``inflation`` (module docstring),
+    read from :meth:`InverseProblem.inflated_log_likelihood` (``"jalal"``: isotropic, ``"operator"``: the SVD
+    basis); other noise, or ``mode="none"``, uses the exact likelihood."""
+    if problem.gaussian_noise_std(latents) is None or inflation == 0.0 or mode == "none":
+        return problem.grad_log_likelihood(x, y, **latents)[1]
+    covariance = "operator" if mode == "operator" else "isotropic"
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        sq = C.squared_residual(y, op(xg))
-        var = sigma2.reshape(-1) if isinstance(sigma2, torch.Tensor) else sigma2
-        (grad,) = torch.autograd.grad((-sq / (2 * (var + inflation))).sum(), xg)
+        value = problem.inflated_log_likelihood(xg, y, inflation, covariance=covariance, **latents)
+        (grad,) = torch.autograd.grad(value.sum(), xg)
     return grad
 
 
+def _min_float(value: torch.Tensor | float) -> float:
+    """The smallest value of a per-chain tensor, or the float itself."""
+    return float(value.min()) if isinstance(value, torch.Tensor) else float(value)
+
+
 def _likelihood_lipschitz(problem, y, latents, generator) -> float | None:
-    sigma = C.gaussian_noise_std(problem, latents)
-    op = C.operator_at(problem, latents)
-    if sigma is None or not isinstance(op, LinearOperator):
+    sigma = problem.gaussian_noise_std(latents)
+    if sigma is None:
         return None
-    sigma_min = float(torch.as_tensor(sigma).min())
-    return C.operator_norm_squared(op, y, generator=generator) / sigma_min**2
+    op = problem.chain_operator(latents)
+    if not isinstance(op, LinearOperator):
+        return None
+    sigma_min = _min_float(sigma)
+    return operator_norm_squared(op, y, generator=generator) / sigma_min**2
 
 
 def _initial(problem, y, init, start, n, generator) -> torch.Tensor:
@@ -117,8 +111,11 @@ def _initial(problem, y, init, start, n, generator) -> torch.Tensor:
     dtype = y.real.dtype if y.is_complex() else y.dtype
     if init is not None:
         return init[start:start + n].to(dtype=dtype, device=y.device).clone()
-    if getattr(type(problem.prior), "sample_n", None) is not TorchDistribution.sample_n:  # analytic priors
-        return problem.prior.sample_n(n, generator=generator).to(dtype=dtype, device=y.device)
+    prior = problem.prior
+    analytic = prior.explicit_variance is not None if isinstance(prior, ScorePrior) else \
+        getattr(type(prior), "sample_n", None) is not TorchDistribution.sample_n
+    if analytic:  # a prior draw; a network prior's draw would run a whole reverse diffusion: start at zero
+        return prior.sample_n(n, generator=generator).to(dtype=dtype, device=y.device)
     return torch.zeros((n, *shape), dtype=dtype, device=y.device)
 
 
@@ -132,8 +129,9 @@ def _check_init(init, num_samples, shape):
 
 
 def _keep_schedule(steps: int, num_draws: int, thin: int) -> set[int]:
-    burn_in = steps - num_draws * thin
-    if num_draws < 1 or thin < 1 or burn_in < 0:
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (num_draws, thin))
+    burn_in = steps - num_draws * thin if ints else -1
+    if not ints or num_draws < 1 or thin < 1 or burn_in < 0:
         raise ValueError(f"need num_draws >= 1, thin >= 1 and num_draws * thin <= steps; got num_draws={num_draws}, "
                          f"thin={thin}, steps={steps}")
     return {burn_in + (k + 1) * thin - 1 for k in range(num_draws)}
@@ -141,107 +139,44 @@ def _keep_schedule(steps: int, num_draws: int, thin: int) -> set[int]:
 
 def _run_chains(name, problem, y, *, num_samples, steps, generator, batch_size, progress, callback, init,
                 num_draws, thin, step_size, update):
-    """Shared MCMC loop: ``update(state, chunk_latents) -> (state, x0_hat)`` per iteration."""
+    """The MCMC chains of ULA/PnP-ULA/MALA: ``update(state, i, start, n) -> (state, x0_hat)`` per iteration, run
+    by the driver; the states of the iterations in the keep schedule are stored."""
     keep = _keep_schedule(steps, num_draws, thin)
-    clock = C.Clock()
+    clock = Clock()
     accept = []
+    bound = divergence_bound(problem.prior)
 
     def draw(start, n):
         x = _initial(problem, y, init, start, n, generator)
-        state = LangevinState(x, torch.full((n,), float(step_size), dtype=x.dtype, device=x.device),
-                              torch.zeros(n, dtype=x.dtype, device=x.device))
+        state = _MCMCState(x, torch.full((n,), float(step_size), dtype=x.dtype, device=x.device),
+                           torch.zeros(n, dtype=x.dtype, device=x.device), None)
         kept = []
-        with C.progress_bar(steps, progress, name) as bar:
-            for i in range(steps):
-                with C.guard(name, i, last_good=state.x):
-                    new, x0_hat = update(state, i, start, n)
-                C.check_step(name, i, new.x, last_good=state.x)
-                state = new
-                if i in keep:
-                    kept.append(state.x.detach().clone())
-                if callback is not None:
-                    callback(i, state.x, x0_hat)
-                bar.update(1)
+
+        def step(state: _MCMCState, i: int) -> _MCMCState:
+            new, x0_hat = update(LangevinState(state.x, state.step_size, state.accepted), i, start, n)
+            return _MCMCState(*new, x0_hat)
+
+        def store(i: int, state: _MCMCState) -> None:
+            if i in keep:
+                kept.append(state.x.detach().clone())
+
+        state = run_chain(step, state, range(steps), name=name, progress=progress, callback=callback,
+                          bound=lambda st: bound, on_step=store)
         accept.append(state.accepted)
         return torch.stack(kept, 1), {"step_size": state.step_size}
 
-    samples, extras = C.draw_in_chunks(num_samples, batch_size, draw)
+    samples, extras = draw_in_chunks(num_samples, batch_size, draw)
     step_sizes = torch.cat([e["step_size"] for e in extras])
     return samples, clock, torch.cat(accept), step_sizes
 
 
-def _default_levels(prior, levels_all: torch.Tensor) -> tuple[float, float]:
-    """The schedule's extreme data-scale levels, the top capped at ``span sqrt(d)`` for network priors (docstring)."""
-    hi, lo = float(levels_all.max()), float(levels_all.min())
-    span = C.pixel_span(prior)
-    if span is not None:
-        hi = max(min(hi, span * math.sqrt(math.prod(prior.event_shape))), lo)
-    return hi, lo
+class _MCMCState(NamedTuple):
+    """:class:`LangevinState` with the denoiser's output of the last step (for the callback)."""
 
-
-def sample_annealed_langevin(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 10,
-                             generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
-                             callback: Callable | None = None, steps_per_level: int = 100, step_size: float = 2e-5,
-                             noise_levels: tuple[float, float] | None = None, likelihood_inflation: str = "jalal",
-                             latents: Mapping[str, Any] | None = None) -> Posterior:
-    """Annealed Langevin dynamics on the posterior (Song & Ermon 2019; Jalal et al. 2021; module docstring).
-
-    ``steps`` is the number of noise levels ``L``, geometric between ``noise_levels = (max, min)``, each
-    mapped to the nearest timestep; chains start at ``gamma_1 z``. Default: the schedule's extremes, except
-    that for network priors (no explicit variance; pixels in ``prior.pixel_range``, ``(0, 1)`` by default) the
-    top level is capped at ``(hi - lo) sqrt(d)``, the largest possible distance between two such images
-    (``sqrt(d)`` for images in ``[0, 1]``): Song & Ermon's (2020) rule ``gamma_1 ~`` the largest distance
-    between training images. A VP schedule's top level
-    ``sigma_T / alpha_T`` is ~160 (DDPM linear), where chains with few steps per level never equilibrate
-    (phantom32 deblurring, 10 x 10 steps: 4.5 dB from 157, 25.1 dB from 32, 26.7 dB from 20:
-    ``benchmarks/langevin_start_level.py``; the studies pass ``noise_levels=(20, 0.01)``).
-    ``likelihood_inflation``: ``"jalal"`` (``sigma_y^2 + gamma^2``, the paper), ``"operator"``
-    (``sigma_y^2 I + gamma^2 A A^H``, diagonal in the operator's SVD basis) or ``"none"``.
-    Returns independent chains ``(num_samples, 1, *event_shape)``;
-    ``nfe = steps * steps_per_level``.
-    """
-    name = "annealed_langevin"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
-    if likelihood_inflation not in ("jalal", "operator", "none"):
-        raise ValueError(f"{name}: likelihood_inflation must be 'jalal', 'operator' or 'none', "
-                         f"got {likelihood_inflation!r}")
-    schedule = problem.prior.schedule
-    levels_all = schedule.sigma / schedule.alpha
-    hi, lo = noise_levels if noise_levels is not None else _default_levels(problem.prior, levels_all)
-    if not hi >= lo > 0:
-        raise ValueError(f"{name}: noise_levels must be (max, min) with max >= min > 0, got {noise_levels}")
-    targets = torch.exp(torch.linspace(math.log(hi), math.log(lo), steps, dtype=torch.float64))
-    ts = [schedule.timestep_for_noise_level(float(g)) for g in targets]
-    gammas = [float(levels_all[t]) for t in ts]
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
-    prior, shape = problem.prior, tuple(problem.prior.event_shape)
-    clock = C.Clock()
-
-    def draw(start, n):
-        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
-        x = gammas[0] * C.randn((n, *shape), generator, y)  # the data-scale marginal at gamma_1 is ~ N(., gamma_1^2)
-        with C.progress_bar(steps * steps_per_level, progress, name) as bar:
-            for level, (t, gamma) in enumerate(zip(ts, gammas, strict=True)):
-                delta = torch.full((n,), step_size * gamma**2 / gammas[-1] ** 2, dtype=x.dtype, device=x.device)
-                for k in range(steps_per_level):
-                    step = level * steps_per_level + k
-                    with C.guard(name, step, last_good=x):
-                        denoised, score = data_scale_score(prior, x, t)
-                        lik = _likelihood_grad(problem, x, y, chunk_latents, gamma**2, likelihood_inflation)
-                    state = langevin_step(LangevinState(x, delta, delta), score + lik, C.randn(x.shape, generator, y))
-                    C.check_step(name, step, state.x, last_good=x, detail=f"noise level {gamma:.3g}")
-                    x = state.x
-                    if callback is not None:
-                        callback(step, x, denoised)
-                    bar.update(1)
-        return x[:, None], {}
-
-    samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
-    settings = {"steps": steps, "steps_per_level": steps_per_level, "step_size": step_size,
-                "noise_levels": [gammas[0], gammas[-1]], "likelihood_inflation": likelihood_inflation,
-                "batch_size": batch_size, "schedule": schedule.name}
-    return C.make_posterior(name, samples, settings=settings, nfe=steps * steps_per_level, clock=clock,
-                            generator=generator, problem=problem)
+    x: torch.Tensor
+    step_size: torch.Tensor
+    accepted: torch.Tensor
+    x0_hat: torch.Tensor | None
 
 
 def sample_pnp_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 1000,
@@ -258,14 +193,26 @@ def sample_pnp_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int
     starting states (default: prior draws for analytic priors, else zeros).
     """
     name = "pnp_ula" if box is not None else "ula"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
     shape = tuple(problem.prior.event_shape)
     init = _check_init(init, num_samples, shape)
+    _keep_schedule(steps, num_draws, thin)
+    noise_level = check_number("noise_level", noise_level, low=0.0, low_open=True, high=float("inf"), owner=name)
+    regularization = check_number("regularization", regularization, low=0.0, high=float("inf"), owner=name)
+    if step_size is not None:
+        step_size = check_number("step_size", step_size, low=0.0, low_open=True, high=float("inf"), owner=name)
+    if box is not None:
+        if len(box) != 2 or not float(box[0]) < float(box[1]):
+            raise ValueError(f"{name}: box must be (low, high) with low < high, or None; got {box!r}")
+        box = (float(box[0]), float(box[1]))
+        if box_weight is not None:
+            box_weight = check_number("box_weight", box_weight, low=0.0, low_open=True, high=float("inf"),
+                                      owner=name)
     schedule, prior = problem.prior.schedule, problem.prior
     t = schedule.timestep_for_noise_level(noise_level)
     gamma = float(schedule.noise_level(t))
     eps = gamma**2
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    all_latents = problem.resolve_latents(latents, num_samples, y)
     lip_y = _likelihood_lipschitz(problem, y, all_latents, generator)
     lip = (lip_y if lip_y is not None else 0.0) + regularization / eps
     if box is not None and box_weight is None:
@@ -276,19 +223,19 @@ def sample_pnp_ula(problem: InverseProblem, y: torch.Tensor, *, num_samples: int
         step_size = 1.0 / (3 * (lip + (1.0 / box_weight if box is not None else 0.0)))
 
     def update(state, i, start, n):
-        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
+        chunk_latents = subset_latents(all_latents, slice(start, start + n))
         denoised, _ = data_scale_score(prior, state.x, t)
         drift = _likelihood_grad(problem, state.x, y, chunk_latents) + regularization / eps * (denoised - state.x)
         if box is not None:
             drift = drift + (state.x.clamp(*box) - state.x) / box_weight
-        return langevin_step(state, drift, C.randn(state.x.shape, generator, y)), denoised
+        return langevin_step(state, drift, standard_normal(state.x.shape, generator, y)), denoised
 
     samples, clock, _, _ = _run_chains(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
                                        batch_size=batch_size, progress=progress, callback=callback, init=init,
                                        num_draws=num_draws, thin=thin, step_size=step_size, update=update)
     settings = {"steps": steps, "noise_level": gamma, "step_size": step_size, "regularization": regularization,
                 "box": box, "box_weight": box_weight, "num_draws": num_draws, "thin": thin, "batch_size": batch_size}
-    return C.make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
+    return make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
                             problem=problem)
 
 
@@ -311,7 +258,7 @@ def _log_posterior(problem, x, y, latents) -> tuple[torch.Tensor, torch.Tensor]:
         except (NoDensityError, NotImplementedError) as err:
             raise NoDensityError(f"mala needs a prior with an explicit log_prob (analytic priors); "
                                  f"{type(problem.prior).__name__} has none: use sample_pnp_ula") from err
-        value = log_prior + C.log_likelihood(problem, xg, y, latents)
+        value = log_prior + problem.log_likelihood(xg, y, **latents)
         (grad,) = torch.autograd.grad(value.sum(), xg)
     return value.detach(), grad
 
@@ -349,15 +296,20 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     acceptance rate over the frozen iterations and the median final step size.
     """
     name = "mala"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       need_score_prior=False)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                     need_score_prior=False)
     if problem.prior is None:
         raise ValueError("mala: the problem has no prior")
     shape = tuple(problem.prior.event_shape)
     init = _check_init(init, num_samples, shape)
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
+    _keep_schedule(steps, num_draws, thin)
+    if step_size is not None:
+        step_size = check_number("step_size", step_size, low=0.0, low_open=True, high=float("inf"), owner=name)
+    target_acceptance = check_number("target_acceptance", target_acceptance, low=0.0, high=1.0, low_open=True,
+                                     high_open=True, owner=name)
+    all_latents = problem.resolve_latents(latents, num_samples, y)
     probe = torch.zeros((1, *shape), dtype=y.real.dtype, device=y.device)
-    _log_posterior(problem, probe, y, C.subset_latents(all_latents, slice(0, 1)))  # fails early without a density
+    _log_posterior(problem, probe, y, subset_latents(all_latents, slice(0, 1)))  # fails early without a density
     if step_size is None:
         lip_y = _likelihood_lipschitz(problem, y, all_latents, generator)
         step_size = 0.5 / (1.0 + (lip_y or 0.0))
@@ -367,7 +319,7 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     accepted_after = {}
 
     def update(state, i, start, n):
-        chunk_latents = C.subset_latents(all_latents, slice(start, start + n))
+        chunk_latents = subset_latents(all_latents, slice(start, start + n))
 
         def log_target(x):
             return _log_posterior(problem, x, y, chunk_latents)
@@ -375,11 +327,11 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
         if i == 0:
             cache[start] = log_target(state.x)
             accepted_after[start] = torch.zeros(n, dtype=state.x.dtype, device=state.x.device)
-        new, cache[start], prob = mala_step(state, log_target, C.randn(state.x.shape, generator, y),
+        new, cache[start], prob = mala_step(state, log_target, standard_normal(state.x.shape, generator, y),
                                             _uniform(n, generator, state.x), cache[start])
         if i < adapt_steps:  # Robbins-Monro on the log step size, per chain; frozen afterwards
             gain = 1.0 / (i + 1) ** 0.6
-            new = new._replace(step_size=new.step_size * torch.exp(gain * (prob - target_acceptance)))
+            new = new._replace(step_size=new.step_size * torch.exp(gain * (prob - target_acceptance)).to(new.step_size))
         else:
             accepted_after[start] += (new.accepted - state.accepted)
         return new, None
@@ -392,5 +344,5 @@ def sample_mala(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     settings = {"steps": steps, "step_size": step_size, "adapt": adapt, "target_acceptance": target_acceptance,
                 "num_draws": num_draws, "thin": thin, "batch_size": batch_size}
     extras = {"acceptance_rate": rate, "final_step_size_median": float(step_sizes.median())}
-    return C.make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
+    return make_posterior(name, samples, settings=settings, nfe=steps, clock=clock, generator=generator,
                             problem=problem, extras=extras)

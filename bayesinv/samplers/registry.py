@@ -13,7 +13,8 @@ from bayesinv.posterior import Posterior
 from bayesinv.samplers.ddrm import sample_ddrm
 from bayesinv.samplers.dirac import sample_dirac
 from bayesinv.samplers.dps import sample_dps
-from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
+from bayesinv.samplers.annealed_langevin import sample_annealed_langevin
+from bayesinv.samplers.langevin import sample_mala, sample_pnp_ula, sample_ula
 from bayesinv.samplers.score_sde import sample_score_sde
 from bayesinv.samplers.smc import sample_smc
 

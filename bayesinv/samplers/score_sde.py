@@ -57,21 +57,24 @@ from typing import Any, NamedTuple
 
 import torch
 
+from bayesinv._validation import check_number
 from bayesinv.operators._spectral import svd_pinv
 from bayesinv.operators.base import SVD, LinearOperator
 from bayesinv.posterior import Posterior
+from bayesinv.priors.schedules import initial_noise, standard_normal, timesteps
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv.samplers._driver import Clock, check_inputs, draw_in_chunks, make_posterior, run_chain, timestep_bound
 
 __all__ = ["sample_score_sde", "predictor_step", "corrector_step", "data_consistency", "truncated_pinv",
            "ScoreSDEState"]
 
 
 class ScoreSDEState(NamedTuple):
-    """The iterate ``x`` at timestep ``t``."""
+    """The iterate ``x`` at timestep ``t`` (``-1``: finished) and, after the last step, ``x0_hat``."""
 
     x: torch.Tensor
     t: int
+    x0_hat: torch.Tensor | None = None
 
 
 def _as_real(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -136,7 +139,7 @@ def _default_cutoff(problem: InverseProblem, svd: SVD | None) -> float:
     sigma = getattr(problem.noise, "sigma", None)
     if svd is None or not isinstance(sigma, float) or svd.singulars.numel() == 0:
         return 0.0
-    tau = C.prior_scale(problem.prior)
+    tau = problem.prior.scale
     return min(sigma / tau, 0.5 * float(svd.singulars.max()))
 
 
@@ -164,60 +167,54 @@ def sample_score_sde(problem: InverseProblem, y: torch.Tensor, *, num_samples: i
     Posterior with samples ``(num_samples, 1, *event_shape)``; ``nfe = steps * (corrector_steps + 1)``.
     """
     name = "score_sde"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       bounded_by_schedule=True)
-    all_latents = C.resolve_latents(problem, latents, num_samples, y)
-    op = C.operator_at(problem, all_latents)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                     bounded_by_schedule=True)
+    all_latents = problem.resolve_latents(latents, num_samples, y)
+    op = problem.chain_operator(all_latents)
     if not isinstance(op, LinearOperator):
         raise TypeError(f"{name}: data consistency needs a LinearOperator (pinv), got {type(op).__name__}")
-    if not (snr >= 0 and corrector_steps >= 0 and 0 <= dc_weight <= 1):
-        raise ValueError(f"{name}: need snr >= 0, corrector_steps >= 0 and 0 <= dc_weight <= 1; "
-                         f"got {snr}, {corrector_steps}, {dc_weight}")
+    snr = check_number("snr", snr, low=0.0, high=float("inf"), owner=name)
+    dc_weight = check_number("dc_weight", dc_weight, low=0.0, high=1.0, owner=name)
+    if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
+        raise ValueError(f"{name}: corrector_steps must be a non-negative int, got {corrector_steps!r}")
     svd = op.svd_or_none()
-    cutoff = _default_cutoff(problem, svd) if cutoff is None else float(cutoff)
-    if cutoff < 0 or (cutoff > 0 and svd is None):
-        raise ValueError(f"{name}: cutoff must be >= 0 and needs an operator with an SVD when > 0; got {cutoff} "
-                         f"for {type(op).__name__} (has_svd={svd is not None})")
+    cutoff = _default_cutoff(problem, svd) if cutoff is None else check_number("cutoff", cutoff, low=0.0,
+                                                                                high=float("inf"), owner=name)
+    if cutoff > 0 and svd is None:
+        raise ValueError(f"{name}: a cutoff > 0 needs an operator with an SVD; got {cutoff} for {type(op).__name__}")
     prior = problem.prior
     schedule = prior.schedule
-    ts = C.timesteps(schedule, steps)
+    ts = timesteps(schedule, steps)
     shape = tuple(prior.event_shape)
-    clock = C.Clock()
+    clock = Clock()
 
     def draw(start: int, n: int):
-        state = ScoreSDEState(C.initial_noise(schedule, (n, *shape), generator, y), ts[0])
-
         def consistent(x, t):
             return data_consistency(x, t, op=op, y=y, schedule=schedule, weight=dc_weight,
-                                    noise=C.randn((n, *shape), generator, y), cutoff=cutoff, svd=svd)
+                                    noise=standard_normal((n, *shape), generator, y), cutoff=cutoff, svd=svd)
 
-        def _pc_step(i, t, state):
+        def step(state: ScoreSDEState, i: int) -> ScoreSDEState:
+            t = ts[i]
             for _ in range(corrector_steps):
                 state = ScoreSDEState(consistent(state.x, t), t)
-                state = corrector_step(state, prior=prior, snr=snr, noise=C.randn((n, *shape), generator, y))
+                state = corrector_step(state, prior=prior, snr=snr, noise=standard_normal((n, *shape), generator, y))
             state = ScoreSDEState(consistent(state.x, t), t)
             if i + 1 < len(ts):
-                return predictor_step(state, ts[i + 1], prior=prior, noise=C.randn((n, *shape), generator, y)), None
+                return predictor_step(state, ts[i + 1], prior=prior, noise=standard_normal((n, *shape), generator, y))
             x0_hat = prior.denoise(state.x, t)
             x = x0_hat
             if final_projection and dc_weight > 0:
                 x = x + _as_real(truncated_pinv(op, y - op(x), cutoff, svd=svd), x)
-            return ScoreSDEState(x, -1), x0_hat
+            return ScoreSDEState(x, -1, x0_hat)
 
-        with C.progress_bar(len(ts), progress, name) as bar:
-            for i, t in enumerate(ts):
-                last = state.x
-                with C.guard(name, i, last_good=last):
-                    state, x0_hat = _pc_step(i, t, state)
-                C.check_step(name, i, state.x, last_good=last, detail=f"timestep {t}")
-                if callback is not None:
-                    callback(i, state.x, x0_hat)
-                bar.update(1)
+        state = ScoreSDEState(initial_noise(schedule, (n, *shape), generator, y), ts[0])
+        state = run_chain(step, state, range(len(ts)), name=name, progress=progress, callback=callback,
+                          bound=lambda st: timestep_bound(prior, st.t), detail=lambda old, new: f"timestep {old.t}")
         return state.x[:, None], {}
 
-    samples, _ = C.draw_in_chunks(num_samples, batch_size, draw)
+    samples, _ = draw_in_chunks(num_samples, batch_size, draw)
     settings = {"steps": len(ts), "snr": snr, "corrector_steps": corrector_steps, "dc_weight": dc_weight,
                 "final_projection": final_projection, "cutoff": cutoff, "batch_size": batch_size,
                 "schedule": schedule.name}
-    return C.make_posterior(name, samples, settings=settings, nfe=len(ts) * (corrector_steps + 1), clock=clock,
-                            generator=generator, problem=problem)
+    return make_posterior(name, samples, settings=settings, nfe=len(ts) * (corrector_steps + 1), clock=clock,
+                          generator=generator, problem=problem)

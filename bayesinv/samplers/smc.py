@@ -57,10 +57,12 @@ from typing import Any, NamedTuple
 
 import torch
 
-from bayesinv.noise import Gaussian
+from bayesinv._validation import check_number, check_step, guard
 from bayesinv.posterior import Posterior
+from bayesinv.priors.schedules import ancestral_coefficients, initial_noise, standard_normal, timesteps
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers import _common as C
+from bayesinv.samplers._driver import (Clock, check_inputs, draw_in_chunks, make_posterior, progress_bar, run_chain,
+                                       timestep_bound)
 
 __all__ = ["sample_smc", "SMCState", "smc_step", "systematic_resample", "multinomial_resample",
            "effective_sample_size", "twist"]
@@ -89,11 +91,11 @@ def systematic_resample(log_weights: torch.Tensor, generator: torch.Generator) -
 
     Returns ``(S, N)`` indices; particle ``k`` is copied ``floor(N W_k)`` or ``ceil(N W_k)`` times.
     """
-    lw = log_weights.reshape(-1, log_weights.shape[-1]).to(torch.float64).cpu()
+    lw = log_weights.reshape(-1, log_weights.shape[-1]).to(torch.float64)
     rows, n = lw.shape
     w = torch.softmax(lw, -1)
-    shift = torch.rand(rows, 1, generator=generator, dtype=torch.float64, device=generator.device).cpu()
-    u = (torch.arange(n, dtype=torch.float64) + shift) / n
+    shift = torch.rand(rows, 1, generator=generator, dtype=torch.float64, device=generator.device).to(lw.device)
+    u = (torch.arange(n, dtype=torch.float64, device=lw.device) + shift) / n
     cdf = torch.cumsum(w, -1)
     cdf = cdf / cdf[:, -1:]
     idx = torch.searchsorted(cdf, u).clamp(max=n - 1)
@@ -102,10 +104,10 @@ def systematic_resample(log_weights: torch.Tensor, generator: torch.Generator) -
 
 def multinomial_resample(log_weights: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
     """``num`` i.i.d. indices per row of ``(S, N)`` log-weights (inverse CDF of uniforms): ``(S, num)``."""
-    lw = log_weights.reshape(-1, log_weights.shape[-1]).to(torch.float64).cpu()
+    lw = log_weights.reshape(-1, log_weights.shape[-1]).to(torch.float64)
     cdf = torch.cumsum(torch.softmax(lw, -1), -1)
     cdf = cdf / cdf[:, -1:]
-    u = torch.rand(lw.shape[0], num, generator=generator, dtype=torch.float64, device=generator.device).cpu()
+    u = torch.rand(lw.shape[0], num, generator=generator, dtype=torch.float64, device=generator.device).to(lw.device)
     return torch.searchsorted(cdf, u).clamp(max=lw.shape[1] - 1).to(log_weights.device)
 
 
@@ -119,32 +121,23 @@ def twist(problem: InverseProblem, x: torch.Tensor, t: int, y: torch.Tensor, lat
         if variance > 0:
             gamma2 = float(prior.schedule.noise_level(t)) ** 2
             r2 = variance * gamma2 / (variance + gamma2)
-            value = C.inflated_gaussian_log_likelihood(problem, y, x0_hat, latents, r2)
+            value = problem.inflated_log_likelihood(x0_hat, y, r2, **latents)
         else:
-            value = C.log_likelihood(problem, x0_hat, y, latents)
+            value = problem.log_likelihood(x0_hat, y, **latents)
         (grad,) = torch.autograd.grad(value.sum(), xg)
     return value.detach(), grad, x0_hat.detach()
-
-
-def _prior_variance(prior) -> torch.Tensor | None:
-    """The prior's marginal variance when it has one (analytic priors); ``None`` for diffusion priors, whose
-    ``variance`` (inherited from ``torch.distributions.Distribution``) raises ``NotImplementedError``."""
-    try:
-        return getattr(prior, "variance", None)
-    except NotImplementedError:
-        return None
 
 
 def smc_step(state: SMCState, s: int, *, problem: InverseProblem, y: torch.Tensor,
              latents: Mapping[str, torch.Tensor], variance: float,
              noise: torch.Tensor, max_shift: float | None = None) -> tuple[SMCState, torch.Tensor]:
     """Propagate and reweight (no resampling) from ``state.t`` to ``s``; returns the incremental log-weights too."""
-    coef = C.ancestral_coefficients(problem.prior.schedule, state.t, s)
+    coef = ancestral_coefficients(problem.prior.schedule, state.t, s)
     mean = coef.coef_xt * state.x + coef.coef_x0 * state.x0_hat
     rows, n = state.log_weights.shape
     if s < 0:
         x_new = state.x0_hat
-        log_twist = C.log_likelihood(problem, x_new, y, latents).detach()
+        log_twist = problem.log_likelihood(x_new, y, **latents).detach()
         grad, x0_new = torch.zeros_like(x_new), x_new
         log_incr = log_twist.reshape(rows, n) - state.log_twist
     else:
@@ -206,77 +199,80 @@ def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     ``log_evidence`` (SMC estimate of ``log p(y)``, per system), ``num_resampling`` (per system).
     """
     name = "smc"
-    y = C.check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                       bounded_by_schedule=True)
-    num_systems = num_samples if num_systems is None else int(num_systems)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
+                     bounded_by_schedule=True)
+    num_systems = num_samples if num_systems is None else num_systems
+    for label, value in (("num_particles", num_particles), ("num_systems", num_systems)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: {label} must be an int, got {value!r}")
     if num_particles < 1 or not 1 <= num_systems <= num_samples:
         raise ValueError(f"{name}: need num_particles >= 1 and 1 <= num_systems <= num_samples; "
                          f"got {num_particles}, {num_systems}")
-    if not 0 <= resample_threshold <= 1:
-        raise ValueError(f"{name}: resample_threshold must be in [0, 1], got {resample_threshold}")
-    if max_shift is not None and not max_shift > 0:
-        raise ValueError(f"{name}: max_shift must be > 0 or None, got {max_shift}")
-    known_gaussian = isinstance(problem.noise, Gaussian) and problem.noise.sigma is not None
+    resample_threshold = check_number("resample_threshold", resample_threshold, low=0.0, high=1.0, owner=name)
+    if max_shift is not None:
+        max_shift = check_number("max_shift", max_shift, low=0.0, low_open=True, high=float("inf"), owner=name)
+    known_gaussian = problem.known_gaussian_noise
     if twist_variance is None:
-        variance = _prior_variance(problem.prior)
-        twist_variance = float(variance.mean()) if isinstance(variance, torch.Tensor) else 1.0
+        variance = problem.prior.explicit_variance
+        twist_variance = float(variance.mean()) if variance is not None else 1.0
         twist_variance = twist_variance if known_gaussian else 0.0
-    if twist_variance < 0 or (twist_variance > 0 and not known_gaussian):
-        raise ValueError(f"{name}: twist_variance must be >= 0 and > 0 only for Gaussian noise of known sigma; "
+    twist_variance = check_number("twist_variance", twist_variance, low=0.0, high=float("inf"), owner=name)
+    if twist_variance > 0 and not known_gaussian:
+        raise ValueError(f"{name}: twist_variance must be 0 unless the noise is Gaussian of known sigma; "
                          f"got {twist_variance} with {problem.noise!r}")
     prior = problem.prior
-    ts = C.timesteps(prior.schedule, steps)
+    ts = timesteps(prior.schedule, steps)
     nexts = ts[1:] + [-1]
     shape = tuple(prior.event_shape)
-    clock = C.Clock()
-    shares = torch.tensor([num_samples // num_systems + (1 if k < num_samples % num_systems else 0)
-                           for k in range(num_systems)])
+    clock = Clock()
+    shares = [num_samples // num_systems + (1 if k < num_samples % num_systems else 0) for k in range(num_systems)]
     per_chunk = num_systems if batch_size is None else max(1, int(batch_size) // num_particles)
-    ess_sum = torch.zeros(len(ts), dtype=torch.float64)
-    bar = C.progress_bar(len(ts) * -(-num_systems // per_chunk), progress, name)
+    ess_sum = torch.zeros(len(ts), dtype=torch.float64, device=y.device)
+    bar = progress_bar(len(ts) * -(-num_systems // per_chunk), progress, name)
 
     def draw(start: int, rows: int):
         n = num_particles
-        chunk_latents = C.resolve_latents(problem, latents, rows * n, y)
-        x = C.initial_noise(prior.schedule, (rows * n, *shape), generator, y)
-        with C.guard(name, 0, last_good=None):
+        chunk_latents = problem.resolve_latents(latents, rows * n, y)
+        x = initial_noise(prior.schedule, (rows * n, *shape), generator, y)
+        with guard(name, 0, last_good=None):
             log_twist, grad, x0_hat = twist(problem, x, ts[0], y, chunk_latents, twist_variance)
         log_twist = log_twist.reshape(rows, n)
-        log_z = (torch.logsumexp(log_twist, -1) - math.log(n)).to(torch.float64).cpu()
+        book = {"log_z": (torch.logsumexp(log_twist, -1) - math.log(n)).to(torch.float64),
+                "ess_min": torch.full((rows,), float(n), dtype=torch.float64, device=y.device),
+                "count": torch.zeros(rows, dtype=torch.long, device=y.device), "i": 0}
         state = SMCState(x, ts[0], log_twist - torch.logsumexp(log_twist, -1, keepdim=True), log_twist, grad, x0_hat)
-        ess_min = torch.full((rows,), float(n), dtype=torch.float64)
-        count = torch.zeros(rows, dtype=torch.long)
-        for i, s in enumerate(nexts):
-            ess = effective_sample_size(state.log_weights).to(torch.float64).cpu()
-            ess_sum[i] += ess.sum()
-            ess_min = torch.minimum(ess_min, ess)
+
+        def step(state: SMCState, s: int) -> SMCState:
+            ess = effective_sample_size(state.log_weights).to(torch.float64)
+            ess_sum[book["i"]] += ess.sum()
+            book["ess_min"] = torch.minimum(book["ess_min"], ess)
             which = ess < resample_threshold * n
             if bool(which.any()):
                 state = resample(state, which.to(state.log_weights.device), generator)
-                count += which.long()
-            noise = C.randn((rows * n, *shape), generator, y)
-            prev = state.log_weights
-            with C.guard(name, i, last_good=state.x):
-                new, log_incr = smc_step(state, s, problem=problem, y=y, latents=chunk_latents,
-                                         variance=twist_variance, noise=noise, max_shift=max_shift)
-            log_z += torch.logsumexp(prev + log_incr, -1).to(torch.float64).cpu()
-            C.check_step(name, i, new.x, last_good=state.x, detail=f"systems {start}..{start + rows - 1}, "
-                                                                    f"timestep {state.t} -> {s}")
-            if not bool(torch.isfinite(new.log_weights).all()):
-                C.check_step(name, i, new.log_weights, last_good=state.x, detail="weights vanished in a system")
-            state = new
-            if callback is not None:
-                callback(i, state.x, state.x0_hat)
-            bar.update(1)
-        share = shares[start:start + rows]
+                book["count"] += which.long()
+            noise = standard_normal((rows * n, *shape), generator, y)
+            new, log_incr = smc_step(state, s, problem=problem, y=y, latents=chunk_latents, variance=twist_variance,
+                                     noise=noise, max_shift=max_shift)
+            book["log_z"] = book["log_z"] + torch.logsumexp(state.log_weights + log_incr, -1).to(torch.float64)
+            return new
+
+        def weights_finite(i: int, state: SMCState) -> None:
+            book["i"] = i + 1
+            check_step(name, i, state.log_weights, detail="weights vanished in a system")
+
+        state = run_chain(step, state, nexts, name=name, progress=bar, callback=callback, on_step=weights_finite,
+                          bound=lambda st: timestep_bound(prior, st.t),
+                          detail=lambda old, new: f"systems {start}..{start + rows - 1}, timestep {old.t} -> {new.t}")
+        share = torch.tensor(shares[start:start + rows], device=y.device)
         idx = multinomial_resample(state.log_weights, int(share.max()), generator)
-        flat = (idx + n * torch.arange(rows, device=idx.device)[:, None])
-        mask = torch.arange(int(share.max()))[None, :] < share[:, None]
-        picked = state.x[flat[mask.to(flat.device)].reshape(-1)]
-        return picked[:, None], {"log_evidence": log_z, "ess_min": ess_min, "num_resampling": count}
+        flat = idx + n * torch.arange(rows, device=idx.device)[:, None]
+        mask = torch.arange(int(share.max()), device=y.device)[None, :] < share[:, None]
+        picked = state.x[flat[mask].reshape(-1)]
+        return picked[:, None], {"log_evidence": book["log_z"], "ess_min": book["ess_min"],
+                                 "num_resampling": book["count"]}
 
     with bar:
-        samples, extras = C.draw_in_chunks(num_systems, per_chunk, draw)
+        samples, extras = draw_in_chunks(num_systems, per_chunk, draw)
     settings = {"steps": len(ts), "num_particles": num_particles, "num_systems": num_systems,
                 "resample_threshold": resample_threshold, "twist_variance": twist_variance, "max_shift": max_shift,
                 "schedule": prior.schedule.name, "batch_size": batch_size}
@@ -285,5 +281,5 @@ def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
             "ess_min": torch.cat([e["ess_min"] for e in extras]).tolist(),
             "log_evidence": torch.cat([e["log_evidence"] for e in extras]).tolist(),
             "num_resampling": torch.cat([e["num_resampling"] for e in extras]).tolist()}
-    return C.make_posterior(name, samples, settings=settings, nfe=nfe, clock=clock, generator=generator,
-                            problem=problem, extras=info)
+    return make_posterior(name, samples, settings=settings, nfe=nfe, clock=clock, generator=generator,
+                          problem=problem, extras=info)

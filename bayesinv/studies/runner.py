@@ -106,10 +106,8 @@ def _custom(spec: StudySpec, problem: InverseProblem | None):
     """A description of ``problem`` when it is not the one the spec builds (part of every hash), else None."""
     if problem is None or _PROBLEMS.get(repr(spec)) is problem:
         return None
-    from bayesinv.samplers._common import describe_problem
-
     # an object's default repr holds its address, which differs between runs: keep the rest
-    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(describe_problem(problem), default=repr)))
+    return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(problem.describe(), default=repr)))
 
 
 def _case_hash(spec: StudySpec, split: str, problem: InverseProblem | None = None) -> str:

@@ -9,7 +9,7 @@ from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.mixture import GaussianMixturePrior
 from bayesinv.priors.networks import x0_to_output
 from bayesinv.priors.schedules import ve_geometric, vp_cosine, vp_linear
-from bayesinv.samplers._common import ancestral_coefficients
+from bayesinv.priors.schedules import ancestral_coefficients
 
 SHAPE = (1, 2, 2)
 

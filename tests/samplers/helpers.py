@@ -17,8 +17,10 @@ __all__ = ["TinyNetworkPrior", "DFTOperator", "gaussian_problem", "sw_ratio", "s
 class TinyNetworkPrior(ScorePrior):
     """A ScorePrior whose denoiser is a fixed random two-layer network (no density; nonlinear in ``x_t``)."""
 
-    def __init__(self, dim: int, generator: torch.Generator, schedule=None, hidden: int = 16):
+    def __init__(self, dim: int, generator: torch.Generator, schedule=None, hidden: int = 16,
+                 pixel_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__((dim,), schedule if schedule is not None else vp_linear(40, 1e-3, 0.3))
+        self.pixel_range = pixel_range  # the declared range the samplers' defaults and divergence checks read
         self.w1 = torch.randn(hidden, dim + 1, generator=generator, dtype=torch.float64) / dim**0.5
         self.w2 = torch.randn(dim, hidden, generator=generator, dtype=torch.float64) / hidden**0.5
 

@@ -13,8 +13,10 @@ from scipy import integrate
 from bayesinv import Gaussian, InverseProblem
 from bayesinv.errors import NoDensityError
 from bayesinv.operators import Identity
+from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, exact_posterior, vp_linear
-from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
+from bayesinv.samplers.annealed_langevin import sample_annealed_langevin
+from bayesinv.samplers.langevin import sample_mala, sample_pnp_ula, sample_ula
 from tests.samplers.helpers import TinyNetworkPrior, flat_problem, gaussian_problem, mixture_bed, sw_ratio
 
 
@@ -168,3 +170,45 @@ def test_default_top_level_is_capped_at_sqrt_d_for_network_priors(generator):
                                         steps_per_level=1, generator=generator, progress=False)
         assert post.settings["noise_levels"][0] == pytest.approx(expected)
         assert post.settings["noise_levels"][1] == pytest.approx(float(levels.min()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_default_annealed_langevin_is_stable_when_the_operator_norm_is_large(dtype):
+    """The new user's try: MatrixOperator (random 4 x 8 Gaussian, ||A||^2 ~ 14) + Gaussian(0.1) + the 8-d mixture.
+    Song & Ermon's step alone is unstable here (eta (1/gamma^2 + L_y) up to 0.2 (1 + ||A||^2) > 2); the capped
+    step keeps eta_i (1/gamma_i^2 + L_y,i) <= 1 and the default run finishes near the exact posterior's scale."""
+    from bayesinv.operators.base import operator_norm_squared
+    from bayesinv.priors import grid_mixture
+
+    g = torch.Generator().manual_seed(0)
+    prior = grid_mixture(8, generator=g)
+    matrix = torch.randn(4, 8, generator=g, dtype=dtype)
+    problem = InverseProblem(MatrixOperator(matrix), Gaussian(0.1), prior)
+    y = problem.simulate(prior.sample_n(1, generator=g).to(dtype), generator=g)
+    post = sample_annealed_langevin(problem, y, num_samples=4, generator=torch.Generator().manual_seed(1),
+                                    progress=False)
+    assert post.samples.dtype == dtype and bool(torch.isfinite(post.samples).all())
+    assert float(post.samples.abs().max()) < 20  # the mixture's means lie in [-8, 8]
+    norm2 = operator_norm_squared(problem.operator, y, generator=g)
+    assert norm2 > 10
+    gammas = _snapped_levels(prior.schedule, *post.settings["noise_levels"])
+    for eta, gamma in zip(post.settings["step_sizes"], gammas, strict=True):
+        lip = 1 / gamma**2 + norm2 / (0.01 + gamma**2)
+        assert eta * lip <= 1 + 1e-6
+        assert eta == pytest.approx(min(2e-5 * gamma**2 / gammas[-1] ** 2, 1 / lip), rel=1e-6)
+
+
+def _snapped_levels(schedule, high: float, low: float, num: int = 10) -> list[float]:
+    """The sampler's noise levels: geometric from high to low, each snapped to the nearest timestep's level."""
+    levels = schedule.sigma / schedule.alpha
+    targets = torch.logspace(math.log10(high), math.log10(low), num, dtype=torch.float64)
+    return [float(levels[schedule.timestep_for_noise_level(float(t))]) for t in targets]
+
+
+def test_the_step_cap_leaves_song_and_ermon_steps_for_a_unit_norm_operator():
+    bed = mixture_bed(2)
+    post = sample_annealed_langevin(bed.problem, bed.y, num_samples=2, steps_per_level=2,
+                                    generator=torch.Generator().manual_seed(0), progress=False)
+    levels = _snapped_levels(bed.problem.prior.schedule, *post.settings["noise_levels"])
+    expected = [2e-5 * g**2 / levels[-1] ** 2 for g in levels]
+    assert post.settings["step_sizes"] == pytest.approx(expected, rel=1e-9)

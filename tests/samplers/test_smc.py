@@ -16,7 +16,7 @@ from bayesinv.errors import SamplerDivergence
 from bayesinv.noise import Poisson
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, exact_posterior, vp_linear
-from bayesinv.samplers import _common as C
+from bayesinv.priors.schedules import ancestral_coefficients
 from bayesinv.samplers.smc import (SMCState, effective_sample_size, multinomial_resample, resample, sample_smc,
                                    smc_step, systematic_resample, twist)
 from tests.samplers.helpers import flat_problem, gaussian_problem, mixture_bed, sw_ratio, sw_to_floor
@@ -102,7 +102,7 @@ def test_step_weights_are_the_stated_density_ratio(generator):
     state = SMCState(x, t, log_w, log_twist.reshape(rows, n), grad, x0_hat)
     noise = torch.randn(rows * n, 3, generator=generator, dtype=torch.float64)
     new, log_incr = smc_step(state, s, problem=problem, y=y, latents={}, variance=v, noise=noise)
-    coef = C.ancestral_coefficients(problem.prior.schedule, t, s)
+    coef = ancestral_coefficients(problem.prior.schedule, t, s)
     mean = coef.coef_xt * x + coef.coef_x0 * x0_hat
     expected_x = mean + coef.variance * grad + math.sqrt(coef.variance) * noise
     assert torch.allclose(new.x, expected_x, rtol=1e-12)
@@ -245,7 +245,7 @@ def test_trust_region_caps_the_shift_and_keeps_the_weights_exact(generator):
                      grad, x0_hat)
     noise = torch.randn(rows * n, 3, generator=generator, dtype=torch.float64)
     new, log_incr = smc_step(state, s, problem=problem, y=y, latents={}, variance=v, noise=noise, max_shift=0.5)
-    coef = C.ancestral_coefficients(problem.prior.schedule, t, s)
+    coef = ancestral_coefficients(problem.prior.schedule, t, s)
     mean = coef.coef_xt * x + coef.coef_x0 * x0_hat
     shift = new.x - mean - math.sqrt(coef.variance) * noise
     rms = shift.pow(2).mean(1).sqrt()

@@ -106,7 +106,7 @@ class Denoiser(nn.Module):
 
 def _batch_timesteps(t, x_t: torch.Tensor) -> torch.Tensor:
     """``t`` (int, 0-d or ``(B,)``) as a ``(B,)`` long tensor on the CPU (schedule tables live there)."""
-    t = torch.as_tensor(t).long().cpu().reshape(-1)
+    t = torch.as_tensor(t, device=t.device if isinstance(t, torch.Tensor) else "cpu").long().cpu().reshape(-1)
     if t.numel() == 1:
         t = t.expand(x_t.shape[0])
     if t.shape[0] != x_t.shape[0]:

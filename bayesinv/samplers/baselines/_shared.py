@@ -23,8 +23,9 @@ from bayesinv.operators.base import LinearOperator, Operator, conjugate_gradient
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers.baselines._real import RealInput
-from bayesinv.samplers._common import (Clock, check_inputs, check_step, gaussian_noise_std, make_posterior,
-                                       operator_at, operator_norm_squared, resolve_latents)
+from bayesinv._validation import check_step
+from bayesinv.operators.base import operator_norm_squared
+from bayesinv.samplers._driver import Clock, check_inputs, make_posterior
 
 __all__ = ["Setup", "prepare", "RealInput", "point_posterior", "real_count", "svd_usable", "shifted_normal_solve",
            "norm_squared", "lipschitz", "check_iterate", "flatten_norm"]
@@ -54,13 +55,13 @@ def prepare(name: str, problem: InverseProblem, y: torch.Tensor, *, linear: bool
     y = check_inputs(name, problem, y, num_samples=1, steps=None, generator=generator, need_score_prior=False)
     if not isinstance(real, bool):
         raise TypeError(f"{name}: real must be a bool, got {real!r}")
-    fixed = resolve_latents(problem, latents, 1, y)
-    op = operator_at(problem, fixed)
+    fixed = problem.resolve_latents(latents, 1, y)
+    op = problem.chain_operator(fixed)
     if linear and not getattr(op, "linear", False):
         raise TypeError(f"{name}: needs a LinearOperator (adjoint, normal), got {type(op).__name__}")
     if real and op.input_complex:
         op = RealInput(op)
-    sigma = gaussian_noise_std(problem, fixed)
+    sigma = problem.gaussian_noise_std(fixed)
     if isinstance(sigma, torch.Tensor):
         sigma = float(sigma.reshape(-1)[0])
     if need_sigma and sigma is None:

@@ -19,7 +19,7 @@ import torch
 from bayesinv.noise import as_real_view
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers._common import progress_bar
+from bayesinv.samplers._driver import progress_bar
 from bayesinv.samplers.baselines._shared import check_iterate, point_posterior, prepare
 from bayesinv.samplers.baselines.nets import load_for_operator
 

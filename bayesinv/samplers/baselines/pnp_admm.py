@@ -31,7 +31,7 @@ import torch
 from bayesinv.posterior import Posterior
 from bayesinv.priors.base import ScorePrior
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers._common import progress_bar
+from bayesinv.samplers._driver import progress_bar
 from bayesinv.samplers.baselines._shared import (check_iterate, flatten_norm, point_posterior, prepare,
                                                  shifted_normal_solve)
 

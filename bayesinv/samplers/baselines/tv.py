@@ -41,7 +41,7 @@ import torch
 from bayesinv.errors import ShapeError
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers._common import progress_bar
+from bayesinv.samplers._driver import progress_bar
 from bayesinv.samplers.baselines._shared import (check_iterate, flatten_norm, lipschitz, norm_squared,
                                                  point_posterior, prepare)
 
