@@ -32,18 +32,28 @@ class MatrixOperator(LinearOperator):
             raise ValueError(f"in_shape {in_shape} has {torch.Size(in_shape).numel()} elements but the matrix has n={n} columns")
         cplx = matrix.is_complex()
         super().__init__(in_shape, (m,), input_complex=cplx, output_complex=cplx)
-        self.matrix = matrix
+        self.register_tensor("matrix", matrix)
         self._svd_cache = None
 
-    def _mat(self, like: torch.Tensor) -> torch.Tensor:
+    def _mat(self, like: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
+        """The matrix (or its contiguous transpose) in ``like``'s dtype and device, cached."""
         dtype = like.dtype if (like.is_complex() or not self.matrix.is_complex()) else self.matrix.dtype
-        return self.matrix.to(device=like.device, dtype=dtype)
+
+        def build() -> torch.Tensor:
+            mat = self.matrix.to(device=like.device, dtype=dtype)
+            return mat.T.contiguous() if transposed else mat
+
+        return self._derived("matrix_t" if transposed else "matrix", dtype, like.device, build, self.matrix)
+
+    def _tensors_changed(self) -> None:
+        self._svd_cache = None
 
     def _forward(self, x):
-        return x.reshape(x.shape[0], -1) @ self._mat(x).T
+        return x.reshape(x.shape[0], -1) @ self._mat(x, transposed=True)
 
     def _adjoint(self, y):
-        return (y @ self._mat(y).conj()).reshape(y.shape[0], *self.in_shape)
+        mat = self._mat(y)
+        return (y @ (mat.conj() if mat.is_complex() else mat)).reshape(y.shape[0], *self.in_shape)
 
     def _factors(self):
         if self._svd_cache is None:
