@@ -37,6 +37,7 @@ coefficients, ``V`` its inverse, ``Ut(y) -> (B, m)``, ``U`` its inverse, and sin
 
 from __future__ import annotations
 
+import cmath
 import contextlib
 import contextvars
 import math
@@ -83,12 +84,12 @@ def check_finite_fast(name: str, value: torch.Tensor) -> torch.Tensor:
     The sum of finite values is finite unless it overflows; only then (or on NaN/inf) is the exact
     element-wise check run, which counts the offending entries.
     """
-    total = value.detach().sum()
-    if not bool(torch.isfinite(total).all()):
-        finite = torch.isfinite(value.detach())
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
-            raise NonFiniteError(f"{name} contains {bad} non-finite value(s) (NaN or inf) of {value.numel()}")
+    if cmath.isfinite(value.detach().sum().item()):
+        return value
+    finite = torch.isfinite(value.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteError(f"{name} contains {bad} non-finite value(s) (NaN or inf) of {value.numel()}")
     return value
 
 
