@@ -190,11 +190,13 @@ class Operator:
         With ``on_graph`` (the result is differentiable in the sources), nothing is cached when a source
         needs a gradient and grad mode is on: the result must stay on the autograd graph.
         """
-        if on_graph and torch.is_grad_enabled() and any(s.requires_grad for s in sources):
-            return build()
+        if on_graph and torch.is_grad_enabled():
+            for source in sources:
+                if source.requires_grad:
+                    return build()
         cache = self.__dict__.setdefault("_derived_cache", {})
-        stamp = tuple((id(s), s._version) for s in sources)
-        full_key = (key, dtype, torch.device(device))
+        stamp = tuple([(id(source), source._version) for source in sources])
+        full_key = (key, dtype, device)
         hit = cache.get(full_key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
@@ -227,7 +229,9 @@ class Operator:
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-        check_batch_shape(name, x, self.in_shape, complex_ok=self.input_complex, finite=False)
+        if not (isinstance(x, torch.Tensor) and x.shape[1:] == self.in_shape
+                and (x.is_floating_point() or (self.input_complex and x.is_complex()))):
+            check_batch_shape(name, x, self.in_shape, complex_ok=self.input_complex, finite=False)  # raises
         if _FINITE_CHECKS.get():
             check_finite_fast(name, x)
         if self.input_complex and not x.is_complex():
@@ -235,7 +239,9 @@ class Operator:
         return x
 
     def _check_output(self, y: torch.Tensor, name: str = "y") -> torch.Tensor:
-        check_batch_shape(name, y, self.out_shape, complex_ok=self.output_complex, finite=False)
+        if not (isinstance(y, torch.Tensor) and y.shape[1:] == self.out_shape
+                and (y.is_floating_point() or (self.output_complex and y.is_complex()))):
+            check_batch_shape(name, y, self.out_shape, complex_ok=self.output_complex, finite=False)  # raises
         if _FINITE_CHECKS.get():
             check_finite_fast(name, y)
         if self.output_complex and not y.is_complex():
