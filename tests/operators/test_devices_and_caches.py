@@ -106,3 +106,14 @@ def test_fast_finite_check_counts_and_tolerates_overflowing_sums():
     cplx[0, 1] = complex(0.0, float("inf"))
     with pytest.raises(NonFiniteError, match="1 non-finite"):
         check_finite_fast("x", cplx)
+
+
+def test_replacing_a_matrix_drops_its_cached_svd_and_transpose():
+    g = torch.Generator().manual_seed(5)
+    op = gaussian_sensing(SHAPE, 10, g)
+    y = torch.randn(2, 10, generator=g, dtype=torch.float64)
+    op.pinv(y), op.adjoint(y)
+    new = torch.randn(10, 64, generator=g, dtype=torch.float64)
+    op.matrix = new
+    torch.testing.assert_close(op.adjoint(y).reshape(2, -1), y @ new, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(op.pinv(y).reshape(2, -1), y @ torch.linalg.pinv(new).T, rtol=1e-9, atol=1e-9)
