@@ -64,3 +64,16 @@ def test_real_complex_mismatch_is_an_error():
         Gaussian(0.1).log_prob(torch.zeros(1, 3, dtype=torch.complex128), torch.zeros(1, 3, dtype=torch.float64))
     with pytest.raises(ShapeError, match="complex"):
         Poisson().log_prob(torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.complex64))
+
+
+def test_gaussian_closed_form_equals_the_pyro_distribution_used_by_the_model(generator):
+    """``log_prob`` (closed form) and ``distribution(...).log_prob`` (traced by the Pyro model) agree."""
+    mean = torch.randn(3, 2, 4, generator=generator, dtype=torch.complex128)
+    y = torch.randn(1, 2, 4, generator=generator, dtype=torch.complex128)
+    noise = Gaussian(0.7)
+    want = noise.distribution(mean).log_prob(torch.view_as_real(y))
+    torch.testing.assert_close(noise.log_prob(y, mean), want, rtol=1e-13, atol=0)
+    latent = Gaussian(dist.LogNormal(0.0, 1.0))
+    sigma = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
+    want = latent.distribution(mean, sigma=sigma).log_prob(torch.view_as_real(y))
+    torch.testing.assert_close(latent.log_prob(y, mean, sigma=sigma), want, rtol=1e-13, atol=0)

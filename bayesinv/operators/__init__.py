@@ -17,7 +17,7 @@ phase_cdp          :class:`CodedDiffraction`                   ``|F(d_k x)|^2``
 =================  ==========================================  =================================
 """
 
-from bayesinv.operators.base import SVD, LinearOperator, Operator, conjugate_gradient, inner
+from bayesinv.operators.base import SVD, LinearOperator, Operator, conjugate_gradient, finite_checks, inner
 from bayesinv.operators.blur import Blur, gaussian_kernel, motion_kernel, uniform_kernel
 from bayesinv.operators.cs import SubsampledFourier, bernoulli_sensing, gaussian_sensing, random_frequency_mask
 from bayesinv.operators.denoise import Identity
@@ -29,7 +29,7 @@ from bayesinv.operators.registry import OPERATORS, make_operator, operator_optio
 from bayesinv.operators.superres import SuperResolution
 
 __all__ = [
-    "SVD", "LinearOperator", "Operator", "conjugate_gradient", "inner",
+    "SVD", "LinearOperator", "Operator", "conjugate_gradient", "finite_checks", "inner",
     "Identity", "MatrixOperator",
     "Blur", "gaussian_kernel", "uniform_kernel", "motion_kernel",
     "Inpaint", "random_mask", "box_mask",

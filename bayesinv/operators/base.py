@@ -4,6 +4,21 @@ An operator maps a batch of images ``x: (B, *in_shape)`` to measurements ``(B, *
 Subclasses implement ``_forward`` (and ``_adjoint`` for linear operators); the public methods check
 shapes, dtypes and finiteness once, here, so every operator reports bad input the same way.
 
+Tensors and devices
+-------------------
+Masks, kernels, matrices and coil maps are *registered* (:meth:`Operator.register_tensor`), so
+:meth:`Operator.to` moves them all (``op.to("cuda")``, ``op.to(torch.float32)``). Quantities derived
+from them (a kernel's FFT, a mask in the image's dtype) are computed once per dtype and device and
+cached (:meth:`Operator._derived`); the cache is dropped when a registered tensor is replaced or
+changed in place, and skipped for tensors that need a gradient (a blind-deblur kernel).
+
+Finiteness checks
+-----------------
+The NaN/inf check of the public methods is one reduction (the full count only on failure). Inside a
+sampler loop, where the engine checks its state at the end of a step, wrap the loop in
+``with finite_checks(False):``; on a GPU this removes a host synchronisation per operator call.
+Shape and dtype checks always run (they cost no synchronisation).
+
 Real and complex
 ----------------
 ``input_complex`` says whether the operator acts on complex images (MRI). A real image passed to a
@@ -22,15 +37,60 @@ coefficients, ``V`` its inverse, ``Ut(y) -> (B, m)``, ``U`` its inverse, and sin
 
 from __future__ import annotations
 
+import cmath
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
 from bayesinv._validation import check_batch_shape
+from bayesinv.errors import NonFiniteError
 
-__all__ = ["Operator", "LinearOperator", "SVD", "inner", "conjugate_gradient", "operator_norm_squared"]
+__all__ = ["Operator", "LinearOperator", "SVD", "inner", "conjugate_gradient", "finite_checks",
+           "finite_checks_enabled", "check_finite_fast", "operator_norm_squared"]
+
+_FINITE_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("bayesinv_finite_checks", default=True)
+
+
+@contextlib.contextmanager
+def finite_checks(enabled: bool) -> Iterator[None]:
+    """Turn the NaN/inf checks of operator calls on or off inside a ``with`` block (on by default).
+
+    >>> import torch
+    >>> from bayesinv.operators import Inpaint
+    >>> op = Inpaint((1, 2, 2), torch.ones(2, 2, dtype=torch.bool))
+    >>> with finite_checks(False):
+    ...     bool(op(torch.full((1, 1, 2, 2), float("nan"))).isnan().all())
+    True
+    """
+    token = _FINITE_CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FINITE_CHECKS.reset(token)
+
+
+def finite_checks_enabled() -> bool:
+    """Whether operator calls check their input for NaN/inf (see :func:`finite_checks`)."""
+    return _FINITE_CHECKS.get()
+
+
+def check_finite_fast(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Raise :class:`NonFiniteError` if ``value`` holds NaN or inf, with one reduction and no temporary mask.
+
+    The sum of finite values is finite unless it overflows; only then (or on NaN/inf) is the exact
+    element-wise check run, which counts the offending entries.
+    """
+    if cmath.isfinite(value.detach().sum().item()):
+        return value
+    finite = torch.isfinite(value.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteError(f"{name} contains {bad} non-finite value(s) (NaN or inf) of {value.numel()}")
+    return value
 
 
 def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -69,6 +129,81 @@ class Operator:
         self.input_complex = bool(input_complex)
         self.output_complex = bool(output_complex)
 
+    # -- registered tensors and derived caches ----------------------------------------------------
+    def register_tensor(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        """Store ``value`` as attribute ``name`` and let :meth:`to` move it; clears the derived caches."""
+        names = self.__dict__.setdefault("_tensor_names", [])
+        if name not in names:
+            names.append(name)
+        self.__dict__[name] = value
+        self.__dict__["_derived_cache"] = {}
+        self._tensors_changed()
+        return value
+
+    def _tensors_changed(self) -> None:
+        """Hook for subclasses that cache more than :meth:`_derived` does (an SVD, a pseudo-inverse)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_tensor_names", ()):
+            self.register_tensor(name, value)  # replacing a kernel or mask drops what was derived from it
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The registered tensors (masks, kernels, matrices, coil maps) by name."""
+        return {name: self.__dict__[name] for name in self.__dict__.get("_tensor_names", [])}
+
+    def to(self, *args: Any, **kwargs: Any) -> Operator:
+        """Move every registered tensor, in place, and return ``self`` (like ``torch.nn.Module.to``).
+
+        Accepts ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` and the keywords ``device=``,
+        ``dtype=``. A real dtype sets the precision: real floating tensors take it, complex ones take
+        the complex dtype of the same precision; boolean and integer tensors (masks, indices) only
+        change device.
+        """
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, torch.dtype):
+                dtype = arg
+            else:
+                device = torch.device(arg)
+        if dtype is not None and not dtype.is_floating_point and not dtype.is_complex:
+            raise TypeError(f"to() needs a floating-point or complex dtype, got {dtype}")
+        real = None if dtype is None else (dtype if dtype.is_floating_point else dtype.to_real())
+        for name, value in self.tensors.items():
+            target = None
+            if real is not None and value.is_floating_point():
+                target = real
+            elif real is not None and value.is_complex():
+                target = real.to_complex()
+            self.register_tensor(name, value.to(device=device if device is not None else value.device,
+                                                dtype=target if target is not None else value.dtype))
+        return self
+
+    def _derived(self, key: str, dtype: torch.dtype, device: torch.device, build: Callable[[], torch.Tensor],
+                 *sources: torch.Tensor, on_graph: bool = True) -> torch.Tensor:
+        """``build()`` cached per ``(key, dtype, device)`` and the identity and version of ``sources``.
+
+        With ``on_graph`` (the result is differentiable in the sources), nothing is cached when a source
+        needs a gradient and grad mode is on: the result must stay on the autograd graph.
+        """
+        if on_graph and torch.is_grad_enabled():
+            for source in sources:
+                if source.requires_grad:
+                    return build()
+        cache = self.__dict__.setdefault("_derived_cache", {})
+        stamp = tuple([(id(source), source._version) for source in sources])
+        full_key = (key, dtype, device)
+        hit = cache.get(full_key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = build()
+        cache[full_key] = (stamp, value)
+        return value
+
     # -- public API ---------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
@@ -94,13 +229,21 @@ class Operator:
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-        check_batch_shape(name, x, self.in_shape, complex_ok=self.input_complex)
+        if not (isinstance(x, torch.Tensor) and x.shape[1:] == self.in_shape
+                and (x.is_floating_point() or (self.input_complex and x.is_complex()))):
+            check_batch_shape(name, x, self.in_shape, complex_ok=self.input_complex, finite=False)  # raises
+        if _FINITE_CHECKS.get():
+            check_finite_fast(name, x)
         if self.input_complex and not x.is_complex():
             x = x.to(torch.complex128 if x.dtype == torch.float64 else torch.complex64)
         return x
 
     def _check_output(self, y: torch.Tensor, name: str = "y") -> torch.Tensor:
-        check_batch_shape(name, y, self.out_shape, complex_ok=self.output_complex)
+        if not (isinstance(y, torch.Tensor) and y.shape[1:] == self.out_shape
+                and (y.is_floating_point() or (self.output_complex and y.is_complex()))):
+            check_batch_shape(name, y, self.out_shape, complex_ok=self.output_complex, finite=False)  # raises
+        if _FINITE_CHECKS.get():
+            check_finite_fast(name, y)
         if self.output_complex and not y.is_complex():
             y = y.to(torch.complex128 if y.dtype == torch.float64 else torch.complex64)
         return y

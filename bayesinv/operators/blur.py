@@ -147,7 +147,7 @@ class Blur(LinearOperator):
                              f"expected kh <= {h} and kw <= {w}")
         check_finite("kernel", kernel)
         super().__init__(in_shape, in_shape, input_complex=input_complex, output_complex=input_complex)
-        self.kernel = kernel
+        self.register_tensor("kernel", kernel)
 
     @classmethod
     def gaussian(cls, in_shape: Sequence[int], std: float | torch.Tensor, size: int | None = None, *,
@@ -168,45 +168,63 @@ class Blur(LinearOperator):
 
     def transfer(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
         """Eigenvalues ``h = DFT(k)`` of the circulant operator: ``(H, W)`` or ``(K, H, W)`` complex."""
+        return torch.fft.fft2(self._padded_kernel(dtype, device))
+
+    def _padded_kernel(self, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+        """The kernel zero-padded to the image and rolled so that its centre sits at index (0, 0)."""
         _, h, w = self.in_shape
         k = self.kernel.to(device=device, dtype=dtype)
         kh, kw = k.shape[-2:]
         padded = F.pad(k, (0, w - kw, 0, h - kh))
-        padded = torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(-2, -1))
-        return torch.fft.fft2(padded)
+        return torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(-2, -1))
 
-    def _transfer_for(self, x: torch.Tensor) -> torch.Tensor:
+    def _transfer_for(self, x: torch.Tensor, *, half: bool = False) -> torch.Tensor:
+        """The transfer function in ``x``'s precision and device, cached; ``half``: the ``rfft2`` half-spectrum."""
         real_dtype = x.real.dtype if x.is_complex() else x.dtype
-        h = self.transfer(real_dtype, x.device)
-        if h.ndim == 3:
-            if h.shape[0] not in (1, x.shape[0]):
-                raise ShapeError(f"this Blur has {h.shape[0]} kernels but x has batch size {x.shape[0]}; "
-                                 f"expected batch size {h.shape[0]}")
-            return h[:, None]
-        return h
+        if self.num_kernels > 1 and self.num_kernels != x.shape[0]:
+            raise ShapeError(f"this Blur has {self.num_kernels} kernels but x has batch size {x.shape[0]}; "
+                             f"expected batch size {self.num_kernels}")
 
-    def _dirac(self, device) -> torch.Tensor:
-        """Per kernel: is it exactly the Dirac (then ``A = I`` and the FFT round trip is skipped, so it is exact)?"""
-        k = self.kernel.detach().to(device).reshape(-1, *self.kernel.shape[-2:])
-        centre = k[:, k.shape[1] // 2, k.shape[2] // 2]
-        return (centre == 1) & ((k != 0).reshape(k.shape[0], -1).sum(dim=1) == 1)
+        def build() -> torch.Tensor:
+            padded = self._padded_kernel(real_dtype, x.device)
+            h = torch.fft.rfft2(padded) if half else torch.fft.fft2(padded)
+            return h[:, None] if h.ndim == 3 else h
+
+        return self._derived("rtransfer" if half else "transfer", real_dtype, x.device, build, self.kernel)
+
+    def _dirac(self) -> torch.Tensor | None:
+        """Per kernel: is it exactly the Dirac (then ``A = I`` and the FFT round trip is skipped, so it is exact)?
+        ``None`` when no kernel is (computed once per kernel, so no host synchronisation per call)."""
+
+        def build() -> torch.Tensor:
+            k = self.kernel.detach().reshape(-1, *self.kernel.shape[-2:])
+            centre = k[:, k.shape[1] // 2, k.shape[2] // 2]
+            dirac = (centre == 1) & ((k != 0).reshape(k.shape[0], -1).sum(dim=1) == 1)
+            return dirac if bool(dirac.any()) else torch.zeros(0, dtype=torch.bool)
+
+        dirac = self._derived("dirac", self.kernel.dtype, self.kernel.device, build, self.kernel, on_graph=False)
+        return dirac if dirac.numel() else None
 
     def _apply(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        out = ifft2(h * fft2(x))
-        out = out if self.input_complex else out.real
-        dirac = self._dirac(x.device)
-        if bool(dirac.any()):
-            out = torch.where(dirac.reshape(-1, *(1,) * (x.ndim - 1)), x.to(out.dtype), out)
+        """``F^-1 (h F x)``: with ``rfft2`` when ``x`` is real and ``h`` the half-spectrum, else the full FFT."""
+        if not x.is_complex() and h.shape[-1] != x.shape[-1]:
+            out = torch.fft.irfft2(h * torch.fft.rfft2(x), s=x.shape[-2:])
+        else:
+            out = ifft2(h * fft2(x))
+            out = out if self.input_complex else out.real
+        dirac = self._dirac()
+        if dirac is not None:
+            out = torch.where(dirac.to(x.device).reshape(-1, *(1,) * (x.ndim - 1)), x.to(out.dtype), out)
         return out
 
     def _forward(self, x):
-        return self._apply(x, self._transfer_for(x))
+        return self._apply(x, self._transfer_for(x, half=not x.is_complex()))
 
     def _adjoint(self, y):
-        return self._apply(y, self._transfer_for(y).conj())
+        return self._apply(y, self._transfer_for(y, half=not y.is_complex()).conj())
 
     def _pinv(self, y):
-        h = self._transfer_for(y)
+        h = self._transfer_for(y, half=not y.is_complex())
         mag = h.abs()
         tol = mag.amax(dim=(-2, -1), keepdim=True) * self.in_dim * torch.finfo(torch.float64).eps
         inv = torch.where(mag > tol, h.conj() / (mag**2).clamp_min(torch.finfo(mag.dtype).tiny), torch.zeros_like(h))

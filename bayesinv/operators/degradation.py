@@ -166,7 +166,7 @@ class MaskOperator(LinearOperator):
     """
 
     def __init__(self, mask: torch.Tensor):
-        self.mask = mask.detach().to(torch.float64)
+        self.register_tensor("mask", mask.detach().to(torch.float64))
         super().__init__(mask.shape, mask.shape)
         flat = self.mask.reshape(-1)
         self._order = torch.argsort(-(flat > 0).to(torch.int8), stable=True)
@@ -174,7 +174,9 @@ class MaskOperator(LinearOperator):
         self._rank = int((flat > 0).sum())
 
     def _m(self, like: torch.Tensor) -> torch.Tensor:
-        return self.mask.to(device=like.device, dtype=like.real.dtype)
+        dtype = like.real.dtype
+        return self._derived("mask", dtype, like.device, lambda: self.mask.to(device=like.device, dtype=dtype),
+                             self.mask)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self._m(x)

@@ -88,11 +88,11 @@ class Inpaint(LinearOperator):
         in_shape = check_image_shape("in_shape", in_shape)
         check_choice("output", output, ("image", "pixels"))
         mask = check_mask("mask", mask, in_shape).detach().cpu().contiguous()
-        self.mask = mask
+        self.register_tensor("mask", mask)
         self.output = output
         flat = mask.reshape(-1)
-        self._observed = flat.nonzero().flatten()
-        self._perm = torch.cat([self._observed, (~flat).nonzero().flatten()])
+        self.register_tensor("_observed", flat.nonzero().flatten())
+        self.register_tensor("_perm", torch.cat([self._observed, (~flat).nonzero().flatten()]))
         out_shape = in_shape if output == "image" else (int(self._observed.numel()),)
         super().__init__(in_shape, out_shape, input_complex=input_complex, output_complex=input_complex)
 
@@ -100,16 +100,28 @@ class Inpaint(LinearOperator):
     def num_observed(self) -> int:
         return int(self._observed.numel())
 
+    def _weights(self, like: torch.Tensor) -> torch.Tensor:
+        """The mask as 0/1 in ``like``'s real precision and device (cached)."""
+        dtype = like.real.dtype if like.is_complex() else like.dtype
+        return self._derived("weights", dtype, like.device, lambda: self.mask.to(device=like.device, dtype=dtype),
+                             self.mask)
+
+    def _index(self, like: torch.Tensor) -> torch.Tensor:
+        observed = self._observed
+        if observed.device == like.device:
+            return observed
+        return self._derived("index", observed.dtype, like.device, lambda: observed.to(like.device), observed)
+
     def _forward(self, x):
         if self.output == "image":
-            return x * self.mask.to(x.device)
-        return x.reshape(x.shape[0], -1)[:, self._observed.to(x.device)]
+            return x * self._weights(x)
+        return x.reshape(x.shape[0], -1)[:, self._index(x)]
 
     def _adjoint(self, y):
         if self.output == "image":
-            return y * self.mask.to(y.device)
+            return y * self._weights(y)
         out = torch.zeros(y.shape[0], self.in_dim, dtype=y.dtype, device=y.device)
-        out[:, self._observed.to(y.device)] = y
+        out[:, self._index(y)] = y
         return out.reshape(y.shape[0], *self.in_shape)
 
     def _pinv(self, y):

@@ -32,18 +32,29 @@ class MatrixOperator(LinearOperator):
             raise ValueError(f"in_shape {in_shape} has {torch.Size(in_shape).numel()} elements but the matrix has n={n} columns")
         cplx = matrix.is_complex()
         super().__init__(in_shape, (m,), input_complex=cplx, output_complex=cplx)
-        self.matrix = matrix
+        self.register_tensor("matrix", matrix)
         self._svd_cache = None
 
-    def _mat(self, like: torch.Tensor) -> torch.Tensor:
+    def _mat(self, like: torch.Tensor, *, adjoint: bool = False) -> torch.Tensor:
+        """``M`` (or, with ``adjoint``, a contiguous ``M^H``) in ``like``'s dtype and device, cached. Both are
+        applied as ``v @ mat.T``: the GEMM layout that reads the matrix row by row (faster than ``v @ M^T``
+        with ``M^T`` stored contiguously)."""
         dtype = like.dtype if (like.is_complex() or not self.matrix.is_complex()) else self.matrix.dtype
-        return self.matrix.to(device=like.device, dtype=dtype)
+
+        def build() -> torch.Tensor:
+            mat = self.matrix.to(device=like.device, dtype=dtype)
+            return mat.T.conj().contiguous() if adjoint else mat
+
+        return self._derived("adjoint" if adjoint else "matrix", dtype, like.device, build, self.matrix)
 
     def _forward(self, x):
         return x.reshape(x.shape[0], -1) @ self._mat(x).T
 
     def _adjoint(self, y):
-        return (y @ self._mat(y).conj()).reshape(y.shape[0], *self.in_shape)
+        return (y @ self._mat(y, adjoint=True).T).reshape(y.shape[0], *self.in_shape)
+
+    def _tensors_changed(self) -> None:
+        self._svd_cache = None
 
     def _factors(self):
         if self._svd_cache is None:

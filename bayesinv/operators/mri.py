@@ -56,29 +56,50 @@ class MaskedFourier(LinearOperator):
                  input_complex: bool = False):
         in_shape = check_image_shape("in_shape", in_shape)
         check_choice("output", output, ("kspace", "samples"))
-        self.mask = check_mask("mask", mask, in_shape).detach().cpu().contiguous()
+        self.register_tensor("mask", check_mask("mask", mask, in_shape).detach().cpu().contiguous())
         self.output = output
         flat = self.mask.reshape(-1)
-        self._sampled = flat.nonzero().flatten()
-        self._perm = torch.cat([self._sampled, (~flat).nonzero().flatten()])
+        self.register_tensor("_sampled", flat.nonzero().flatten())
+        self.register_tensor("_perm", torch.cat([self._sampled, (~flat).nonzero().flatten()]))
         out_shape = in_shape if output == "kspace" else (int(self._sampled.numel()),)
         super().__init__(in_shape, out_shape, input_complex=input_complex, output_complex=True)
+
+    def _weights(self, like: torch.Tensor, *, shifted: bool = False) -> torch.Tensor:
+        """The mask as 0/1 in ``like``'s real precision and device (cached); ``shifted``: in the uncentred
+        (``fft2``) layout, i.e. ``ifftshift(mask)``."""
+        dtype = like.real.dtype if like.is_complex() else like.dtype
+
+        def build() -> torch.Tensor:
+            mask = self.mask.to(device=like.device, dtype=dtype)
+            return torch.fft.ifftshift(mask, dim=(-2, -1)) if shifted else mask
+
+        return self._derived("shifted" if shifted else "weights", dtype, like.device, build, self.mask)
+
+    def _index(self, like: torch.Tensor) -> torch.Tensor:
+        sampled = self._sampled
+        if sampled.device == like.device:
+            return sampled
+        return self._derived("index", sampled.dtype, like.device, lambda: sampled.to(like.device), sampled)
 
     def _embed(self, y: torch.Tensor) -> torch.Tensor:
         """Measurements -> the full masked k-space grid ``(B, *in_shape)``."""
         if self.output == "kspace":
-            return y * self.mask.to(y.device)
+            return y * self._weights(y)
         full = torch.zeros(y.shape[0], self.in_dim, dtype=y.dtype, device=y.device)
-        full[:, self._sampled.to(y.device)] = y
+        full[:, self._index(y)] = y
         return full.reshape(y.shape[0], *self.in_shape)
 
     def _forward(self, x):
+        if self.output == "kspace":  # mask in the uncentred layout, one shift of the masked result
+            k = torch.fft.fft2(x, norm="ortho") * self._weights(x, shifted=True)
+            return torch.fft.fftshift(k, dim=(-2, -1))
         k = fft2(x, centred=True)
-        if self.output == "kspace":
-            return k * self.mask.to(x.device)
-        return k.reshape(x.shape[0], -1)[:, self._sampled.to(x.device)]
+        return k.reshape(x.shape[0], -1)[:, self._index(x)]
 
     def _adjoint(self, y):
+        if self.output == "kspace":
+            k = torch.fft.ifftshift(y, dim=(-2, -1)) * self._weights(y, shifted=True)
+            return torch.fft.ifft2(k, norm="ortho")
         return ifft2(self._embed(y), centred=True)
 
     def _pinv(self, y):
@@ -202,7 +223,7 @@ class MultiCoilMRI(LinearOperator):
     def __init__(self, in_shape: Sequence[int], mask: torch.Tensor, coil_maps: torch.Tensor, *,
                  input_complex: bool = False):
         in_shape = check_image_shape("in_shape", in_shape)
-        self.mask = check_mask("mask", mask, in_shape).detach().cpu().contiguous()
+        self.register_tensor("mask", check_mask("mask", mask, in_shape).detach().cpu().contiguous())
         check_tensor("coil_maps", coil_maps)
         c, h, w = in_shape
         if coil_maps.ndim != 3 or tuple(coil_maps.shape[1:]) != (h, w):
@@ -211,9 +232,12 @@ class MultiCoilMRI(LinearOperator):
         if not (coil_maps.is_complex() or coil_maps.is_floating_point()):
             raise DTypeError(f"coil_maps must be a complex (or real floating) tensor, got {coil_maps.dtype}")
         check_finite("coil_maps", coil_maps)
-        self.coil_maps = coil_maps
+        self.register_tensor("coil_maps", coil_maps)
         self._pinv_cache: torch.Tensor | None = None
         super().__init__(in_shape, (coil_maps.shape[0], c, h, w), input_complex=input_complex, output_complex=True)
+
+    def _tensors_changed(self) -> None:
+        self._pinv_cache = None
 
     @property
     def num_coils(self) -> int:
@@ -221,13 +245,19 @@ class MultiCoilMRI(LinearOperator):
 
     def _maps(self, like: torch.Tensor) -> torch.Tensor:
         dtype = complex_dtype(like.real.dtype if like.is_complex() else like.dtype)
-        return self.coil_maps.to(device=like.device, dtype=dtype)[None, :, None]  # (1, N, 1, H, W)
+        return self._derived("maps", dtype, like.device,  # (1, N, 1, H, W)
+                             lambda: self.coil_maps.to(device=like.device, dtype=dtype)[None, :, None], self.coil_maps)
+
+    def _weights(self, like: torch.Tensor) -> torch.Tensor:
+        dtype = like.real.dtype if like.is_complex() else like.dtype
+        return self._derived("weights", dtype, like.device, lambda: self.mask.to(device=like.device, dtype=dtype),
+                             self.mask)
 
     def _forward(self, x):
-        return fft2(x[:, None] * self._maps(x), centred=True) * self.mask.to(x.device)
+        return fft2(x[:, None] * self._maps(x), centred=True) * self._weights(x)
 
     def _adjoint(self, y):
-        coil_images = ifft2(y * self.mask.to(y.device), centred=True)
+        coil_images = ifft2(y * self._weights(y), centred=True)
         return (coil_images * self._maps(y).conj()).sum(dim=1)
 
     @property

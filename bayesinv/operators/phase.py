@@ -58,20 +58,17 @@ class PhaseRetrieval(Operator):
         n = math.prod(in_shape)
         parts = torch.randn(2, num_measurements, n, generator=generator, dtype=torch.float64) / math.sqrt(2 * n)
         # stored in complex64 (8 bytes per entry; float64 images use the same entries, exactly promoted)
-        self.matrix = torch.complex(parts[0], parts[1]).to(torch.complex64)
-        self._cache: dict = {}
+        self.register_tensor("matrix", torch.complex(parts[0], parts[1]).to(torch.complex64))
         super().__init__(in_shape, (num_measurements,), input_complex=input_complex, output_complex=False)
 
     def _mat(self, x: torch.Tensor) -> torch.Tensor:
-        key = (x.device, complex_dtype(x.real.dtype if x.is_complex() else x.dtype))
-        if key == (self.matrix.device, self.matrix.dtype):
-            return self.matrix
-        if key not in self._cache:
-            self._cache = {key: self.matrix.to(device=key[0], dtype=key[1])}
-        return self._cache[key]
+        """The transposed matrix ``(n, m)`` in ``x``'s complex precision and device (cached)."""
+        dtype = complex_dtype(x.real.dtype if x.is_complex() else x.dtype)
+        return self._derived("matrix_t", dtype, x.device,
+                             lambda: self.matrix.to(device=x.device, dtype=dtype).T.contiguous(), self.matrix)
 
     def _forward(self, x):
-        z = to_complex(x.reshape(x.shape[0], -1)) @ self._mat(x).T
+        z = to_complex(x.reshape(x.shape[0], -1)) @ self._mat(x)
         return _intensity(z)
 
     def __repr__(self) -> str:
@@ -95,11 +92,12 @@ class CodedDiffraction(Operator):
         check_positive("num_patterns", num_patterns, integer=True)
         _, h, w = in_shape
         theta = 2 * math.pi * torch.rand(num_patterns, h, w, generator=generator, dtype=torch.float64)
-        self.masks = torch.polar(torch.ones_like(theta), theta)
+        self.register_tensor("masks", torch.polar(torch.ones_like(theta), theta))
         super().__init__(in_shape, (num_patterns, *in_shape), input_complex=input_complex, output_complex=False)
 
     def _forward(self, x):
-        masks = self.masks.to(device=x.device, dtype=complex_dtype(x.real.dtype if x.is_complex() else x.dtype))
+        dtype = complex_dtype(x.real.dtype if x.is_complex() else x.dtype)
+        masks = self._derived("masks", dtype, x.device, lambda: self.masks.to(device=x.device, dtype=dtype), self.masks)
         return _intensity(fft2(x[:, None] * masks[None, :, None]))
 
     def __repr__(self) -> str:

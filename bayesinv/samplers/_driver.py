@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from bayesinv._validation import check_step, check_tensor, guard
 from bayesinv.errors import ShapeError
+from bayesinv.operators.base import finite_checks
 from bayesinv.posterior import Posterior
 from bayesinv.priors.base import ScorePrior
 from bayesinv.problem import InverseProblem
@@ -141,11 +142,13 @@ def run_chain(step: Callable[[State, Any], State], state: State, steps: Sequence
     :class:`~bayesinv.errors.SamplerDivergence` that names step ``i`` (``detail(old, new)`` adds context and
     the previous iterate is kept as ``last_good``); then ``on_step(i, state)`` (sampler bookkeeping),
     ``callback(i, iterate(state), estimate(state))`` and one tick of the progress bar (``progress``: a bool,
-    or a bar shared across chunks).
+    or a bar shared across chunks). Inside the loop the operators' own per-call NaN/inf checks are switched
+    off (:func:`~bayesinv.operators.base.finite_checks`): the check after each step covers them.
     """
     steps = list(steps)
     context = _Shared(progress) if isinstance(progress, tqdm) else progress_bar(len(steps), bool(progress), name)
-    with context as bar:
+    # finiteness is checked here, once per step; the operators' per-call checks (a host sync each) are off
+    with context as bar, finite_checks(False):
         for i, s in enumerate(steps):
             last = iterate(state)
             with guard(name, i, last_good=last):
