@@ -1,13 +1,15 @@
 """The integrations lane: optional extras run for real (``pytest -m integrations tests/integrations``).
 
 Every test here carries ``pytest.mark.integrations`` (deselected by the default ``addopts``) and skips
-with a stated reason when its extra is not installed.
+with a stated reason when its extra is not installed, except under ``BAYESINV_REQUIRE_EXTRAS=1`` (set
+by ``.ci/run``'s integrations lane, where the extras are installed): there a missing extra fails.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -34,18 +36,44 @@ def _torchvision_needs_shim() -> bool:
     return version.exists() and "+cu" in version.read_text() and torch.version.cuda is None
 
 
-def import_deepinv():
-    """``import deepinv`` or skip with the reason. On a CUDA torchvision next to CPU torch, the
-    torchvision operator names are declared first (placeholders: deepinv's physics never call them),
-    so that torchvision's pure-Python parts and deepinv import."""
-    if importlib.util.find_spec("deepinv") is None:
-        pytest.skip("deepinv is not installed (pip install 'bayesinv[deepinv]')")
+def declare_torchvision_ops() -> None:
+    """On a CUDA torchvision next to CPU torch (see :func:`_torchvision_needs_shim`), declare torchvision's
+    operator names (placeholders: nothing tested here calls them) so that its pure-Python parts import;
+    deepinv imports torchvision, and diffusers does when it is installed. A no-op otherwise."""
     if _torchvision_needs_shim() and not _SHIM:
         library = torch.library.Library("torchvision", "DEF")
         for name in _TORCHVISION_OPS:
             library.define(f"{name}(Tensor x) -> Tensor")
         _SHIM.append(library)
+
+
+@pytest.fixture(scope="session")
+def torchvision_shim():
+    """:func:`declare_torchvision_ops` before a test imports torchvision (through deepinv or diffusers)."""
+    declare_torchvision_ops()
+
+
+def import_deepinv():
+    """``import deepinv`` or skip with the reason (fail in the CI lane), after :func:`declare_torchvision_ops`."""
+    require_module("deepinv", "deepinv")  # skips (or fails in the CI lane) when missing
+    declare_torchvision_ops()
     return importlib.import_module("deepinv")
+
+
+def require_module(module: str, extra: str):
+    """Import ``module`` (of the extra ``extra``), or skip naming the extra; fail instead in the CI lane."""
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed (pip install 'bayesinv[{extra}]')"
+        if os.environ.get("BAYESINV_REQUIRE_EXTRAS") == "1":
+            pytest.fail(message + " but BAYESINV_REQUIRE_EXTRAS=1")
+        pytest.skip(message)
+    return importlib.import_module(module)
+
+
+@pytest.fixture(scope="session")
+def require():
+    """:func:`require_module` as a fixture."""
+    return require_module
 
 
 @pytest.fixture(scope="session")
