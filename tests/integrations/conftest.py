@@ -53,11 +53,13 @@ def torchvision_shim():
     declare_torchvision_ops()
 
 
+# before anything in this lane can import torchvision (a failed import is not retried)
+declare_torchvision_ops()
+
+
 def import_deepinv():
-    """``import deepinv`` or skip with the reason (fail in the CI lane), after :func:`declare_torchvision_ops`."""
-    require_module("deepinv", "deepinv")  # skips (or fails in the CI lane) when missing
-    declare_torchvision_ops()
-    return importlib.import_module("deepinv")
+    """``import deepinv`` or skip with the reason (fail in the CI lane)."""
+    return require_module("deepinv", "deepinv")
 
 
 def require_module(module: str, extra: str):
