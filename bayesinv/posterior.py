@@ -123,7 +123,8 @@ class Posterior:
             return hdi[..., 0].reshape(self.event_shape), hdi[..., 1].reshape(self.event_shape)
         raise ValueError(f"unknown interval kind {kind!r}; use 'eti' or 'hdi'")
 
-    def to_arviz(self, var_name: str = "x", observed: torch.Tensor | None = None, observed_name: str = "y"):
+    def to_arviz(self, var_name: str = "x", observed: torch.Tensor | None = None,
+                 observed_name: str = "y") -> Any:
         """The samples as arviz data: ``x`` and any sampled latents in ``posterior``, ``y`` in ``observed_data``.
 
         The ``posterior`` group holds ``var_name`` with dims ``(chain, draw, x_dim_0, ...)`` and one

@@ -62,11 +62,13 @@ def _blind_gibbs_posterior():
     """Gibbs over a blur width and a noise level with a stand-in x-step (x near the truth)."""
     shape = (1, 6, 6)
     problem = InverseProblem(lambda width: Blur.gaussian(shape, width, size=5), Gaussian(dist.Uniform(0.02, 0.2)),
-                             GaussianPrior(torch.tensor(0.5, dtype=F64), 0.1 * torch.eye(36, dtype=F64), event_shape=shape),
+                             GaussianPrior(torch.tensor(0.5, dtype=F64), 0.1 * torch.eye(36, dtype=F64),
+                                           event_shape=shape),
                              nuisance={"width": dist.Uniform(0.5, 2.5)})
     g = torch.Generator().manual_seed(0)
     truth = torch.rand(1, *shape, generator=g, dtype=F64)
-    y = problem.simulate(truth, generator=g, width=torch.tensor([1.3], dtype=F64), sigma=torch.tensor([0.05], dtype=F64))
+    y = problem.simulate(truth, generator=g, width=torch.tensor([1.3], dtype=F64),
+                         sigma=torch.tensor([0.05], dtype=F64))
 
     def x_step(problem, y, latents, generator):
         n = latents["sigma"].shape[0]

@@ -86,7 +86,8 @@ def complex_to_channels(x: torch.Tensor) -> torch.Tensor:
 def channels_to_complex(x: torch.Tensor) -> torch.Tensor:
     """deepinv real ``(B, 2, H, W)`` -> bayesinv complex ``(B, 1, H, W)``."""
     if x.is_complex() or x.ndim != 4 or x.shape[1] != 2:
-        raise ShapeError(f"expected a real tensor (B, 2, H, W) (real, imaginary channels), got {x.dtype} {tuple(x.shape)}")
+        raise ShapeError(f"expected a real tensor (B, 2, H, W) (real, imaginary channels), "
+                         f"got {x.dtype} {tuple(x.shape)}")
     return torch.complex(x[:, :1], x[:, 1:])
 
 
@@ -171,8 +172,13 @@ def to_deepinv(operator: LinearOperator, *, device: torch.device | str = "cpu") 
         if isinstance(operator, CentredImageMRI):
             mask = operator.mask[0] if operator.mask.ndim == 3 else operator.mask
             return dphys.MRI(mask=mask.to(torch.float64), device=device)
-        return dphys.LinearPhysics(A=lambda x, **_: complex_to_channels(operator(channels_to_complex(x))),
-                                   A_adjoint=lambda y, **_: complex_to_channels(operator.adjoint(channels_to_complex(y))))
+        def forward(x, **_):
+            return complex_to_channels(operator(channels_to_complex(x)))
+
+        def adjoint(y, **_):
+            return complex_to_channels(operator.adjoint(channels_to_complex(y)))
+
+        return dphys.LinearPhysics(A=forward, A_adjoint=adjoint)
     if isinstance(operator, MatrixOperator):
         if operator.matrix.is_complex() or len(operator.in_shape) != 3:
             raise ValueError("to_deepinv: only a real MatrixOperator on images (C, H, W) maps to CompressedSensing")
