@@ -37,14 +37,10 @@ __all__ = ["Posterior"]
 
 
 def _arviz():
-    """arviz, imported on first use (it costs seconds) without its import-time notice about its 1.0 refactor."""
-    import warnings
+    """:mod:`bayesinv._arviz` (the arviz 0.x/1.x calls), imported on first use: arviz costs seconds."""
+    from bayesinv import _arviz as shim
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*ArviZ is undergoing", category=FutureWarning)
-        import arviz
-
-    return arviz
+    return shim
 
 
 @dataclass
@@ -131,29 +127,70 @@ class Posterior:
             return lo, hi
         if kind == "hdi":
             arr = self.samples.double().cpu().numpy()
-            hdi = _arviz().hdi(arr.reshape(arr.shape[0], arr.shape[1], -1), hdi_prob=level)  # (n, 2)
+            hdi = _arviz().hdi(arr.reshape(arr.shape[0], arr.shape[1], -1), level)  # (n, 2)
             hdi = torch.from_numpy(np.asarray(hdi)).to(self.samples.dtype)
             return hdi[..., 0].reshape(self.event_shape), hdi[..., 1].reshape(self.event_shape)
         raise ValueError(f"unknown interval kind {kind!r}; use 'eti' or 'hdi'")
 
-    def to_arviz(self, var_name: str = "x") -> az.InferenceData:
-        """The samples as arviz ``InferenceData`` (posterior group, dims ``chain, draw, *x_dim_i``)."""
-        arr = self.samples.detach().cpu().numpy()
-        return _arviz().from_dict(posterior={var_name: arr}, attrs={"sampler": self.sampler})
+    def to_arviz(self, var_name: str = "x", observed: torch.Tensor | None = None,
+                 observed_name: str = "y") -> Any:
+        """The samples as arviz data: ``x`` and any sampled latents in ``posterior``, ``y`` in ``observed_data``.
+
+        The ``posterior`` group holds ``var_name`` with dims ``(chain, draw, x_dim_0, ...)`` and one
+        variable per scalar latent a sampler drew alongside the image (``extras["latents"]``, e.g. the
+        noise level ``sigma`` or a blur ``width`` from :func:`~bayesinv.samplers.sample_gibbs`), each
+        ``(chain, draw)``. Latents held fixed (``settings["latents"]``) are not draws and are left out.
+        Complex samples are exported as ``(..., 2)`` real/imaginary pairs (last dim ``re_im``).
+        ``observed`` (the measurement ``y``) goes to ``observed_data`` under ``observed_name``.
+
+        Returns ``arviz.InferenceData`` (arviz 0.x) or ``xarray.DataTree`` (arviz 1.x); both work with
+        ``arviz.summary``, ``arviz.ess`` and ``arviz.rhat``.
+
+        >>> import torch
+        >>> post = Posterior(torch.zeros(2, 5, 3), extras={"latents": {"sigma": [[0.1] * 5, [0.2] * 5]}})
+        >>> data = post.to_arviz(observed=torch.ones(3))
+        >>> sorted(data.posterior.data_vars), data.posterior["sigma"].shape, data["observed_data"]["y"].shape
+        (['sigma', 'x'], (2, 5), (3,))
+        """
+        samples = self.samples.detach().cpu()
+        dims: dict[str, list[str]] = {}
+        if samples.is_complex():
+            samples = torch.view_as_real(samples)
+            dims[var_name] = [f"{var_name}_dim_{i}" for i in range(len(self.event_shape))] + ["re_im"]
+        posterior = {var_name: samples.numpy()}
+        for name, values in dict(self.extras.get("latents", {})).items():
+            if name == var_name:
+                raise ValueError(f"latent {name!r} clashes with var_name={var_name!r}; pick another var_name")
+            if isinstance(values, torch.Tensor):
+                values = values.detach().cpu().numpy()
+            array = np.asarray(values, dtype=np.float64)
+            if array.shape != (self.num_chains, self.num_draws):
+                raise ShapeError(f"extras['latents'][{name!r}] has shape {array.shape}; expected one value per "
+                                 f"(chain, draw), {(self.num_chains, self.num_draws)}")
+            posterior[name] = array
+        observed_data = None
+        if observed is not None:
+            obs = torch.as_tensor(observed).detach().cpu()
+            if obs.is_complex():
+                obs = torch.view_as_real(obs)
+            observed_data = {observed_name: obs.numpy()}
+        attrs = {"sampler": self.sampler, "nfe": self.nfe, "wall_time": self.wall_time,
+                 "point_estimate": int(self.point_estimate)}
+        if self.seed is not None:
+            attrs["seed"] = self.seed
+        return _arviz().from_dict(posterior, observed_data, attrs=attrs, dims=dims or None)
 
     def ess(self) -> torch.Tensor:
         """Bulk effective sample size per coordinate (arviz); needs at least 4 draws per chain."""
         self._need_draws("ess")
-        ds = self.to_arviz().posterior
-        return torch.from_numpy(np.asarray(_arviz().ess(ds)["x"].values))
+        return torch.from_numpy(_arviz().ess(self.samples.detach().cpu().numpy()))
 
     def rhat(self) -> torch.Tensor:
         """Rank-normalised split R-hat per coordinate (arviz); needs at least 2 chains of 4 draws."""
         self._need_draws("rhat")
         if self.num_chains < 2:
             raise ValueError("rhat needs at least 2 chains")
-        ds = self.to_arviz().posterior
-        return torch.from_numpy(np.asarray(_arviz().rhat(ds)["x"].values))
+        return torch.from_numpy(_arviz().rhat(self.samples.detach().cpu().numpy()))
 
     def _need_draws(self, what: str) -> None:
         if self.num_draws < 4:

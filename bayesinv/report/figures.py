@@ -25,10 +25,10 @@ def to_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _grid(n: int, per_row: int = 4, size: float = 2.3):
+def _grid(n: int, per_row: int = 4, size: float = 2.3, layout: str | None = None):
     rows = max(1, -(-n // per_row))
     cols = max(1, min(n, per_row))
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False, layout=layout)
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, axes.flat
@@ -54,14 +54,20 @@ def coverage_figure(samplers: dict) -> bytes:
 
 
 def coverage_maps_figure(maps: dict, level: float) -> bytes:
-    """Per-pixel coverage over test cases of the main-level intervals, one panel per sampler."""
-    fig, axes = _grid(len(maps))
+    """Per-pixel coverage over test cases of the main-level intervals, one panel per sampler.
+
+    Constrained layout gives every colour bar (and its tick labels) room of its own, so that no label
+    overlaps the next panel (checked in ``tests/report/test_figures.py``).
+    """
+    fig, axes = _grid(len(maps), size=2.6, layout="constrained")
     for ax, (label, m) in zip(axes, maps.items()):
         im = ax.imshow(m, cmap="RdBu", vmin=max(0.0, 2 * level - 1), vmax=1.0)
         ax.set_title(label, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("coverage", fontsize=7)
     return to_png(fig)
 
 
@@ -166,7 +172,7 @@ def pvalue_figure(hallucination: dict) -> bytes:
 
 def lesion_figure(hallucination: dict) -> bytes:
     """ROC curves of P(lesion | y) and its reliability diagram, per sampler."""
-    fig, (roc, rel) = plt.subplots(1, 2, figsize=(8, 3.8))
+    fig, (roc, rel) = plt.subplots(1, 2, figsize=(8, 3.8), layout="constrained")
     roc.plot([0, 1], [0, 1], "k--", lw=1)
     rel.plot([0, 1], [0, 1], "k--", lw=1)
     for label, h in hallucination.items():
@@ -179,7 +185,8 @@ def lesion_figure(hallucination: dict) -> bytes:
         keep = [i for i, c in enumerate(r["counts"]) if c > 0]
         rel.plot([r["bin_centres"][i] for i in keep], [r["observed"][i] for i in keep], "o-", color=line.get_color(),
                  label=f"{label} (ECE {les['ece']:.2f})")
-    roc.set(xlabel="false-positive rate", ylabel="true-positive rate", title="Lesion detection from P(lesion|y)")
+    roc.set(xlabel="false-positive rate", ylabel="true-positive rate", title="Lesion detection from P(lesion|y)",
+            xlim=(0, 1), ylim=(0, 1.02))
     rel.set(xlabel="predicted P(lesion | y)", ylabel="observed lesion frequency", xlim=(0, 1), ylim=(0, 1),
             title="Reliability of P(lesion | y)")
     roc.legend(fontsize=7)

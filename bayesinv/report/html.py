@@ -56,23 +56,54 @@ def _example(arrays: dict, i: int, labels: list[str]) -> dict:
     return ex
 
 
+def _names(mapping) -> str:
+    return ", ".join(str(k) for k in mapping)
+
+
+def _relative(path: str, folder: Path) -> str:
+    """``path`` relative to the report's folder (a rendered page never shows this machine's absolute paths)."""
+    if not path or not os.path.isabs(path):
+        return path
+    try:
+        return Path(os.path.relpath(path, folder)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return Path(path).name
+
+
+def _status(verdict: str, css: str) -> str:
+    """The verdict's status words (``over-confident`` ...) so that no cell is judged by its colour alone."""
+    if "— " in verdict:
+        return verdict.split("— ", 1)[1].split(";", 1)[0].split(" (", 1)[0]
+    return {"ok": "calibrated", "bad": "over-confident"}.get(css, "no intervals of its own")
+
+
 def _calibration_figures(analysis: dict, arrays: dict) -> list[dict]:
     samplers, level = analysis["samplers"], analysis["main_level"]
+    names = _names(samplers)
     figs = [{"title": "Coverage curves", "data": figures.coverage_figure(samplers),
+             "alt": f"Line plot of empirical against nominal coverage, one line per sampler ({names}), with shaded "
+                    "Clopper–Pearson bands and the dashed diagonal of perfect calibration.",
              "caption": "Empirical vs nominal coverage of equal-tailed credible intervals on the test split; shaded: "
                         "Clopper–Pearson 95% band over pooled pixels (too narrow when pixel errors are correlated). "
                         "Below the diagonal = over-confident. Dotted: point estimates with split-conformal intervals."}]
     maps = {k.split("/")[0]: arrays[k].numpy() for k in arrays if k.endswith("/coverage_map")}
     if maps:
         figs.append({"title": "Coverage maps", "data": figures.coverage_maps_figure(maps, level),
+                     "alt": f"One {level:.0%}-interval coverage map per sampler ({_names(maps)}): each pixel coloured "
+                            "by the fraction of test cases whose interval covered the truth, red below and blue above "
+                            "nominal, with a colour bar per map.",
                      "caption": f"Per-pixel coverage of the {level:.0%} intervals over the test cases (blue: covered "
                                 "more often than nominal, red: less)."})
     if any(s.get("stratified") for s in samplers.values()):
         figs.append({"title": "Lesion vs background", "data": figures.stratified_figure(samplers, level),
+                     "alt": f"Grouped bar chart of {level:.0%}-interval coverage on lesion, edge and background pixels "
+                            "per sampler, with error bars and a dashed line at the nominal level.",
                      "caption": f"Coverage of the {level:.0%} intervals on lesion pixels, edge pixels (strong gradient "
                                 "of the truth) and the remaining background, with Clopper–Pearson intervals."})
     if any(s.get("sbc") for s in samplers.values()):
         figs.append({"title": "Simulation-based calibration", "data": figures.sbc_figure(samplers),
+                     "alt": "Histograms of the rank of each true pixel among its posterior samples, one per sampler, "
+                            "over a grey band of the counts expected from uniform ranks.",
                      "caption": "Ranks of the true pixel values among the posterior samples (Talts et al. 2018); "
                                 "uniform "
                                 "if calibrated (grey: simultaneous 99% band). Titles: KS p-values of the pooled pixel "
@@ -80,6 +111,8 @@ def _calibration_figures(analysis: dict, arrays: dict) -> list[dict]:
                                 "projection)."})
     if any(s.get("tarp") for s in samplers.values()):
         figs.append({"title": "TARP", "data": figures.tarp_figure(samplers),
+                     "alt": "Line plot of TARP expected coverage against credibility level per sampler, with "
+                            "bootstrap bands and the dashed diagonal of calibration.",
                      "caption": "Expected coverage of random-centred balls around whole images (Lemos et al. "
                                 "2023) with "
                                 "a bootstrap band; the diagonal is calibrated."})
@@ -88,15 +121,21 @@ def _calibration_figures(analysis: dict, arrays: dict) -> list[dict]:
 
 def _hallucination_figures(hall: dict) -> list[dict]:
     figs = [{"title": "Data consistency", "data": figures.pvalue_figure(hall),
+             "alt": f"Histograms of the chi-squared data-consistency p-values of the posterior samples, one per "
+                    f"sampler ({_names(hall)}), with a dashed line at the flat height expected for exact draws.",
              "caption": "p-values of ||y − A x||²/σ² against χ² for every posterior sample; flat (dashed "
                         "line) for "
                         "exact posterior draws, piled near 1 for over-smooth fits, near 0 for inconsistent samples."}]
     if any(h.get("lesion") for h in hall.values()):
         figs.append({"title": "Lesion audit: ROC and reliability", "data": figures.lesion_figure(hall),
+                     "alt": "Left: ROC curves of the posterior lesion probability per sampler. Right: reliability "
+                            "diagram of predicted lesion probability against observed lesion frequency.",
                      "caption": "P(lesion at the audited location | y) = fraction of posterior samples whose local "
                                 "contrast exceeds the threshold. Left: ROC against the truth. Right: reliability "
                                 "diagram (a calibrated probability lies on the diagonal)."})
         figs.append({"title": "False and missed lesions", "data": figures.false_lesion_figure(hall),
+                     "alt": "Bar chart of false-lesion and missed-lesion rates per sampler with Clopper–Pearson "
+                            "error bars.",
                      "caption": "Fraction of lesion-free cases where the sampler shows a lesion (P > 1/2), and "
                                 "of lesion "
                                 "cases where it does not, with Clopper–Pearson 95% intervals."})
@@ -153,19 +192,26 @@ def render_report(results: str | os.PathLike, out: str | os.PathLike | None = No
     is there, else they are carried over from the page rendered from the same JSON (or from ``out``), else
     left out with a note.
 
-    Every ``<img>`` is an inline ``data:image/png;base64`` URI, so the page needs no network.
+    Every ``<img>`` is an inline ``data:image/png;base64`` URI with an ``alt`` text saying what the figure
+    shows, so the page needs no network; paths (the study spec) are written relative to the page's
+    folder, in the HTML and in ``report.json``; tables have a ``<caption>`` and ``scope`` on header cells;
+    every coloured verdict also says it in words.
     """
     analysis_path, arrays_path, default_out = _locate(Path(results))
     out = Path(out) if out is not None else default_out
     analysis = json.loads(analysis_path.read_text())
     _refresh_verdicts(analysis)
     study = analysis["study"]
+    if "spec" in study:
+        study["spec"] = _relative(study["spec"], out.parent.resolve())
     study.setdefault("command", f"bayesinv calibrate {study.get('spec') or study['name']}")
     arrays = load_file(str(arrays_path)) if arrays_path is not None else {}
     kept = {} if arrays else (_embedded_figures(default_out) or _embedded_figures(out))
     figs = _calibration_figures(analysis, arrays)
     if not arrays and "Coverage maps" in kept:
         figs.insert(1, {"title": "Coverage maps", "data": base64.b64decode(kept["Coverage maps"]),
+                        "alt": "Per-sampler maps of how often each pixel's interval covered the truth over the test "
+                               "cases, with a colour bar from 0 to 1.",
                         "caption": f"Per-pixel coverage of the {analysis['main_level']:.0%} intervals over the test "
                                    "cases (blue: covered more often than nominal, red: less)."})
     examples, missing = [], []
@@ -180,6 +226,9 @@ def render_report(results: str | os.PathLike, out: str | os.PathLike | None = No
             missing.append(title)
             continue
         examples.append({"title": title, "data": data,
+                         "alt": f"Image grid for test case {example['index']}: the true image and the measurement, "
+                                f"then per sampler ({', '.join(example['samplers'])}) the posterior mean, standard "
+                                "deviation, interval width and the pixels the interval misses.",
                          "caption": "Truth, measurement, and per sampler the posterior mean, standard deviation, width "
                                     f"of the {analysis['main_level']:.0%} interval, pixels it misses, and (audit) the "
                                     "null-space part of the mean's error and the z-map (mean − truth)/std."})
@@ -192,6 +241,7 @@ def render_report(results: str | os.PathLike, out: str | os.PathLike | None = No
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters.update(pct=_pct, interval=_interval, num=_num)
+    env.globals["status"] = _status
     page = env.get_template("template.html.j2").render(
         study=study, samplers=analysis["samplers"], figures=figs, examples=examples,
         hallucination=hall, hallucination_figures=hall_figs, main_level=analysis["main_level"],

@@ -109,6 +109,7 @@ def test_tv_baseline_default_weight_and_metadata(generator):
     assert post.samples.shape == (1, 1, 1, 6, 6) and post.wall_time > 0
 
 
+@pytest.mark.integrations
 def test_cvxpy_reference(generator):
     cp = pytest.importorskip("cvxpy")
     problem, y = _problem(generator)
@@ -116,7 +117,7 @@ def test_cvxpy_reference(generator):
     mat, yv = problem.operator.to_matrix().numpy(), y[0].numpy()
     x = cp.Variable((6, 6))
     dv, dh = x[1:, :] - x[:-1, :], x[:, 1:] - x[:, :-1]
-    tv_expr = cp.sum(cp.norms(cp.vstack([cp.vec(dv[:, :-1], order="C"), cp.vec(dh[:-1, :], order="C")]), axis=0)) \
+    tv_expr = cp.sum(cp.norm(cp.vstack([cp.vec(dv[:, :-1], order="C"), cp.vec(dh[:-1, :], order="C")]), 2, axis=0)) \
         + cp.sum(cp.abs(dv[:, -1])) + cp.sum(cp.abs(dh[-1, :]))
     objective = 0.5 * cp.sum_squares(mat @ cp.vec(x, order="C") - yv) + WEIGHT * tv_expr
     cp.Problem(cp.Minimize(objective)).solve()

@@ -1,4 +1,7 @@
-"""A diffusers UNet2DModel + DDPMScheduler folder as a DiffusionPrior, checked against diffusers' own scheduler."""
+"""A diffusers UNet2DModel + DDPMScheduler folder as a DiffusionPrior, checked against diffusers' own scheduler.
+
+Part of the integrations lane (``pytest -m integrations tests/integrations``), see ``conftest.py`` here.
+"""
 
 import pytest
 import torch
@@ -6,10 +9,15 @@ import torch
 from bayesinv.errors import WeightsError
 from bayesinv.priors.diffusers_adapter import load_diffusers_prior, schedule_from_diffusers_config
 
-diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.integrations
 
 
-def _save(folder, prediction_type, beta_schedule):
+@pytest.fixture(scope="module")
+def diffusers(torchvision_shim, require):
+    return require("diffusers", "diffusers")
+
+
+def _save(diffusers, folder, prediction_type, beta_schedule):
     unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
                                  block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
                                  up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
@@ -22,8 +30,8 @@ def _save(folder, prediction_type, beta_schedule):
 
 @pytest.mark.parametrize("prediction_type,beta_schedule", [("epsilon", "linear"), ("v_prediction", "scaled_linear"),
                                                            ("sample", "squaredcos_cap_v2")])
-def test_denoiser_matches_diffusers_pred_original_sample(tmp_path, prediction_type, beta_schedule):
-    unet, sched = _save(tmp_path, prediction_type, beta_schedule)
+def test_denoiser_matches_diffusers_pred_original_sample(diffusers, tmp_path, prediction_type, beta_schedule):
+    unet, sched = _save(diffusers, tmp_path, prediction_type, beta_schedule)
     prior = load_diffusers_prior(tmp_path)
     assert tuple(prior.event_shape) == (1, 8, 8) and prior.pixel_range == (-1.0, 1.0)  # diffusers images: [-1, 1]
     torch.testing.assert_close(prior.schedule.alphas_cumprod, sched.alphas_cumprod.double(), rtol=1e-5, atol=1e-7)
