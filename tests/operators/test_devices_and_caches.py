@@ -137,3 +137,24 @@ def test_operators_follow_a_non_default_device(op):
             assert back.device.type == "meta" and back.shape == x.shape
     torch.testing.assert_close(original(x), want, rtol=0, atol=0)
     assert all(v.device.type == "cpu" for v in original.tensors.values())
+
+
+def test_to_moves_the_tensors_of_wrapped_operators():
+    from bayesinv.operators.base import LinearOperator
+
+    class Twice(LinearOperator):
+        def __init__(self, inner):
+            super().__init__(inner.in_shape, inner.out_shape)
+            self.inner = inner
+
+        def _forward(self, x):
+            return 2 * self.inner(x)
+
+        def _adjoint(self, y):
+            return 2 * self.inner.adjoint(y)
+
+    inner = Blur.gaussian(SHAPE, 1.0)
+    op = Twice(inner).to(torch.float32)
+    assert inner.kernel.dtype == torch.float32
+    x = torch.randn(1, *SHAPE, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(op(x), 2 * inner(x), rtol=0, atol=0)
