@@ -31,7 +31,7 @@ def to_complex(x: torch.Tensor) -> torch.Tensor:
 
 def fft2(x: torch.Tensor, *, centred: bool = False) -> torch.Tensor:
     """Orthonormal 2-D DFT over the last two dimensions; ``centred`` puts frequency 0 at ``(H//2, W//2)``."""
-    k = torch.fft.fft2(to_complex(x), norm="ortho")
+    k = torch.fft.fft2(x, norm="ortho")  # a real x is transformed as real (faster than promoting it first)
     return torch.fft.fftshift(k, dim=(-2, -1)) if centred else k
 
 
@@ -60,13 +60,12 @@ def rank_tolerance(singulars: torch.Tensor, size: int) -> float:
 def permuted_layout(perm: torch.Tensor, in_shape: Sequence[int]) -> tuple[Callable, Callable]:
     """``(Ut, U)`` for measurements laid out like the image (zeros where unobserved): ``Ut`` reads the
     observed entries in ``perm`` order (the first ``m`` spectral coefficients), ``U`` scatters them back."""
-    inv_perm = torch.argsort(perm)
 
     def Ut(y):
-        return y.reshape(y.shape[0], -1)[:, perm.to(y.device)]
+        return y.reshape(y.shape[0], -1).index_select(1, perm.to(y.device))
 
     def U(c):
-        return c[:, inv_perm.to(c.device)].reshape(c.shape[0], *in_shape)
+        return torch.empty_like(c).index_copy_(1, perm.to(c.device), c).reshape(c.shape[0], *in_shape)
 
     return Ut, U
 
@@ -85,11 +84,10 @@ def spectral_svd(*, singulars: torch.Tensor, perm: torch.Tensor, in_shape: Seque
 
     def Vt(x: torch.Tensor) -> torch.Tensor:
         coef = transform(x).reshape(x.shape[0], -1)
-        return coef[:, perm.to(coef.device)]
+        return coef.index_select(1, perm.to(coef.device))
 
     def V(c: torch.Tensor) -> torch.Tensor:
-        full = torch.empty_like(c)
-        full[:, perm.to(c.device)] = c
+        full = torch.empty_like(c).index_copy_(1, perm.to(c.device), c)  # scatter: faster than full[:, perm] = c
         return inverse(full.reshape(c.shape[0], *in_shape))
 
     return SVD(singulars, V, Vt, U, Ut)

@@ -155,7 +155,8 @@ class Operator:
         return {name: self.__dict__[name] for name in self.__dict__.get("_tensor_names", [])}
 
     def to(self, *args: Any, **kwargs: Any) -> Operator:
-        """Move every registered tensor, in place, and return ``self`` (like ``torch.nn.Module.to``).
+        """Move every registered tensor (and those of operators held as attributes), in place, and return
+        ``self`` (like ``torch.nn.Module.to``).
 
         Accepts ``to(device)``, ``to(dtype)``, ``to(device, dtype)`` and the keywords ``device=``,
         ``dtype=``. A real dtype sets the precision: real floating tensors take it, complex ones take
@@ -181,6 +182,9 @@ class Operator:
                 target = real.to_complex()
             self.register_tensor(name, value.to(device=device if device is not None else value.device,
                                                 dtype=target if target is not None else value.dtype))
+        for value in list(self.__dict__.values()):  # operators this one wraps
+            if isinstance(value, Operator) and value is not self:
+                value.to(device=device, dtype=dtype)
         return self
 
     def _derived(self, key: str, dtype: torch.dtype, device: torch.device, build: Callable[[], torch.Tensor],

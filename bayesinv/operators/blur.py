@@ -202,6 +202,8 @@ class Blur(LinearOperator):
             dirac = (centre == 1) & ((k != 0).reshape(k.shape[0], -1).sum(dim=1) == 1)
             return dirac if bool(dirac.any()) else torch.zeros(0, dtype=torch.bool)
 
+        if self.kernel.is_meta:  # shapes only (no values to inspect)
+            return None
         dirac = self._derived("dirac", self.kernel.dtype, self.kernel.device, build, self.kernel, on_graph=False)
         return dirac if dirac.numel() else None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -117,3 +119,42 @@ def test_replacing_a_matrix_drops_its_cached_svd_and_transpose():
     op.matrix = new
     torch.testing.assert_close(op.adjoint(y).reshape(2, -1), y @ new, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(op.pinv(y).reshape(2, -1), y @ torch.linalg.pinv(new).T, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("op", _ops(), ids=lambda op: type(op).__name__)
+def test_operators_follow_a_non_default_device(op):
+    """Moved to the ``meta`` device (shapes without data: a stand-in for an accelerator), an operator keeps
+    every registered tensor and every output there, and the output shapes and dtypes are those on the CPU."""
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(6))
+    want = op(x)
+    original, op = op, copy.deepcopy(op).to("meta")  # a meta tensor cannot come back: move a copy
+    assert all(v.device.type == "meta" for v in op.tensors.values())
+    with finite_checks(False):  # the check reads a value back, which a meta tensor has not
+        got = op(x.to("meta"))
+        assert got.device.type == "meta" and got.shape == want.shape and got.dtype == want.dtype
+        if op.linear:
+            back = op.adjoint(got)
+            assert back.device.type == "meta" and back.shape == x.shape
+    torch.testing.assert_close(original(x), want, rtol=0, atol=0)
+    assert all(v.device.type == "cpu" for v in original.tensors.values())
+
+
+def test_to_moves_the_tensors_of_wrapped_operators():
+    from bayesinv.operators.base import LinearOperator
+
+    class Twice(LinearOperator):
+        def __init__(self, inner):
+            super().__init__(inner.in_shape, inner.out_shape)
+            self.inner = inner
+
+        def _forward(self, x):
+            return 2 * self.inner(x)
+
+        def _adjoint(self, y):
+            return 2 * self.inner.adjoint(y)
+
+    inner = Blur.gaussian(SHAPE, 1.0)
+    op = Twice(inner).to(torch.float32)
+    assert inner.kernel.dtype == torch.float32
+    x = torch.randn(1, *SHAPE, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(op(x), 2 * inner(x), rtol=0, atol=0)
