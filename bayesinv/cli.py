@@ -400,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(argv)
     args.command_line = "bayesinv " + shlex.join(argv)
+    from bayesinv._threads import apply_thread_defaults
+
+    apply_thread_defaults()  # torch threads for a shared small machine, unless the user chose (README "Performance")
     try:
         return COMMANDS[args.command][2](args)
     except KeyboardInterrupt:
