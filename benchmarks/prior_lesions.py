@@ -132,7 +132,7 @@ def heun_sample(prior, n: int, intervals: int, generator: torch.Generator) -> to
     grid = timesteps(sched, intervals + 1)
     alpha = [float(sched.alpha[t]) for t in grid]
     level = [float(sched.noise_level(t)) for t in grid]
-    y = torch.randn(n, *prior.event_shape, generator=generator) * (1 + level[0] ** 2) ** 0.5 / alpha[0]
+    y = torch.randn(n, *prior.event_shape, generator=generator) * (1 + level[0] ** 2) ** 0.5  # x_T / alpha_T
     for i in range(len(grid)):
         d = (y - prior.denoise(alpha[i] * y, grid[i])) / level[i]
         if i + 1 == len(grid):
