@@ -193,10 +193,15 @@ def lesion_section(name: str) -> list[str]:
     for d, block in rep["detectors"].items():
         false, hit = det[d]["false"]["rate"], det[d]["hit"]["rate"]
         for label, r in block["rows"].items():
-            q = lambda key: ", ".join(f"{v:.2f}" for v in r[f"{key}_quantiles"]) + f" ({r[f'{key}_ks_p']:.2g})"
+            q = lambda key: (", ".join(f"{v:.2f}" for v in r[f"{key}_quantiles"])  # noqa: E731
+                             + (f" ({r[f'{key}_ks_p']:.2g})" if r[f"{key}_ks_p"] == r[f"{key}_ks_p"] else
+                                " (KS n/a: < 5 spots)"))
             lines.append(f"| {d} | {label} ({r['rate']['n']}) | {100 * r['rate']['rate']:.1f}% "
                          f"[{100 * r['rate']['lo']:.1f}, {100 * r['rate']['hi']:.1f}] | "
                          f"{(r['rate']['rate'] - false) / (hit - false):.2f} | {q('contrast')} | {q('radius')} |")
+    lines += ["", "An implied prevalence near 0 means the prior draws almost no lesions (the data's is 0.5): the "
+              "samples' detector rate is the detectors' false rate. Fine-tuning attempts and the bar are in "
+              "`benchmarks/results/prior_lesions/README.md`."]
     return lines
 
 
