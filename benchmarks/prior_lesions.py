@@ -206,7 +206,8 @@ def cmd_report(args) -> None:
     det = json.loads((RESULTS / "detector.json").read_text())
     data_images = phantom_dataset("test", args.num_data, 32, seed=0, lesion_prob=0.5).images
     report: dict = {"tag": args.tag, "detectors": {}}
-    lines = [f"# Prior samples' lesions: {args.tag}", "", f"`python benchmarks/prior_lesions.py report --tag {args.tag}`",
+    lines = [f"# Prior samples' lesions: {args.tag}", "",
+             f"`python benchmarks/prior_lesions.py report --tag {args.tag}`",
              ""]
     for d in DETECTORS:
         thr = det["thresholds"][d]
@@ -245,7 +246,8 @@ def cmd_quality(args) -> None:
         out[tag] = [r._asdict() for r in rows]
     print(f"{'sigma':>6} {'ratio shipped':>14} {'ratio ' + args.tag:>20}")
     for a, b in zip(out["shipped"], out[args.tag]):
-        print(f"{a['noise_level']:6.3f} {a['mse_prior'] / a['mse_linear']:14.3f} {b['mse_prior'] / b['mse_linear']:20.3f}")
+        ratio_a, ratio_b = a["mse_prior"] / a["mse_linear"], b["mse_prior"] / b["mse_linear"]
+        print(f"{a['noise_level']:6.3f} {ratio_a:14.3f} {ratio_b:20.3f}")
     (RESULTS / f"quality_{args.tag}.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
