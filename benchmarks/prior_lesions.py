@@ -263,7 +263,7 @@ def main() -> None:
     p.add_argument("--tag", default="shipped")
     p = sub.add_parser("report")
     p.add_argument("--tag", default="shipped")
-    p.add_argument("--num-data", type=int, default=4000)
+    p.add_argument("--num-data", type=int, default=2000)
     p = sub.add_parser("quality")
     p.add_argument("--weights", required=True)
     p.add_argument("--tag", required=True)
