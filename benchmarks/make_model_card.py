@@ -138,6 +138,7 @@ def write_card(folder: Path, cfg: dict, info: dict, report: dict, step_cost: flo
     for key, label in (("cpu_timing", f"CPU ({report.get('cpu_threads')} thread(s))"), ("gpu_timing", "H200")):
         for r in report.get(key, []):
             lines.append(f"| {label} | {r['batch']} | {r['forward_ms']:.2f} | {r['forward_vjp_ms']:.2f} |")
+    lines += lesion_section(folder.name)
     lines += ["", "## Files and checksum", "",
               f"- `weights.safetensors` SHA-256 `{sha256_file(folder / 'weights.safetensors')}` (also in `SHA256SUMS`, "
               "with `config.toml`; `load_prior` refuses a mismatch).",
@@ -167,6 +168,43 @@ def write_card(folder: Path, cfg: dict, info: dict, report: dict, step_cost: flo
     text = "\n".join(lines)
     (folder / "MODEL_CARD.md").write_text(text)
     return text
+
+
+def lesion_section(name: str) -> list[str]:
+    """The lesion check of ``benchmarks/prior_lesions.py`` (detector rate, spot contrast/radius, MSE ratio), from its
+    results for the shipped weights (``benchmarks/results/prior_lesions/shipped.json`` and ``detector.json``)."""
+    results = Path(__file__).resolve().parent / "results" / "prior_lesions"
+    if name != "phantom32" or not (results / "shipped.json").exists():
+        return []
+    det = json.loads((results / "detector.json").read_text())
+    rep = json.loads((results / "shipped.json").read_text())
+    lines = ["", "## Lesions (`python benchmarks/prior_lesions.py detector`, `... sample --setting S --num N`, "
+             "`... report`)", "",
+             "Detectors scan the whole image; thresholds are the 95% quantile of their score on 4,000 lesion-free "
+             "train phantoms. On true calibration phantoms (4,000 with and 4,000 without a lesion):", ""]
+    for d in ("median5", "scan"):
+        r = det[d]
+        lines.append(f"- `{d}` (threshold {det['thresholds'][d]:.3f}): false {100 * r['false']['rate']:.1f}% "
+                     f"[{100 * r['false']['lo']:.1f}, {100 * r['false']['hi']:.1f}], hit {100 * r['hit']['rate']:.1f}% "
+                     f"[{100 * r['hit']['lo']:.1f}, {100 * r['hit']['hi']:.1f}] (95% Clopper-Pearson).")
+    lines += ["", "Detector rate of unconditional samples vs held-out test phantoms (prevalence 0.5); the implied "
+              "prevalence is (rate - false) / (hit - false); contrast and radius are those of a least-squares disc "
+              "fit at the detected spots, with two-sample KS p-values against the data's:", "",
+              "| detector | images | rate [95% CP] | implied prevalence | contrast 10/50/90% (KS p) | "
+              "radius 10/50/90% (KS p) |", "|---|---|---|---|---|---|"]
+    for d, block in rep["detectors"].items():
+        false, hit = det[d]["false"]["rate"], det[d]["hit"]["rate"]
+        for label, r in block["rows"].items():
+            q = lambda key: (", ".join(f"{v:.2f}" for v in r[f"{key}_quantiles"])  # noqa: E731
+                             + (f" ({r[f'{key}_ks_p']:.2g})" if r[f"{key}_ks_p"] == r[f"{key}_ks_p"] else
+                                " (KS n/a: < 5 spots)"))
+            lines.append(f"| {d} | {label} ({r['rate']['n']}) | {100 * r['rate']['rate']:.1f}% "
+                         f"[{100 * r['rate']['lo']:.1f}, {100 * r['rate']['hi']:.1f}] | "
+                         f"{(r['rate']['rate'] - false) / (hit - false):.2f} | {q('contrast')} | {q('radius')} |")
+    lines += ["", "An implied prevalence near 0 means the prior draws almost no lesions (the data's is 0.5): the "
+              "samples' detector rate is the detectors' false rate. Fine-tuning attempts and the bar are in "
+              "`benchmarks/results/prior_lesions/README.md`."]
+    return lines
 
 
 def main() -> None:

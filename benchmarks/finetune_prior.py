@@ -1,0 +1,123 @@
+"""Fine-tune the shipped phantom32 prior on the CPU with a lesion-emphasising stream, resumable, with snapshots.
+
+The shipped network (EMA weights of ``models/phantom32/weights.safetensors``) is the starting point of both the
+trained weights and their EMA. Each step draws a fresh, *lesion-balanced* batch of train-split phantoms: half
+with a lesion and half without (exactly, not by chance), so the stream has the data's prevalence 0.5 and the
+denoising optimum is unchanged; seeds ``data_seed + 2 step`` and ``data_seed + 2 step + 1`` (both below the
+calibration split's offset, and disjoint from the 0..7006 of the original run with the default ``data_seed``).
+
+Loss: the eps-MSE of :func:`bayesinv.priors.training.diffusion_loss`, with the timestep drawn from a mixture:
+with probability ``low_fraction`` uniform on ``[0, low_max)`` (the noise levels where a 1-2 px lesion is
+decided and drawn: ``sigma/alpha`` up to ~1.5 at t = 400), otherwise uniform on ``[0, 1000)``. Re-weighting the
+timesteps does not move the minimiser at any single t (it is still ``E[eps | x_t]``), so the prior stays a
+prior over the same data. An optional ``--lesion-weight w`` multiplies the squared error on lesion pixels by
+``w`` (this does bias the optimum towards lesions; off by default).
+
+The learning rate restarts with a linear warm-up to ``--lr``; the loop is
+:func:`bayesinv.priors.networks.loop.train_loop` (AdamW, grad clip, EMA, safetensors checkpoint, loss.csv),
+run in segments of ``--snapshot-every`` steps; after each segment the EMA weights are written to
+``<out>/ema_step<k>.safetensors`` (and the raw weights to ``raw_step<k>.safetensors``). Rerunning the same
+command resumes from ``<out>/checkpoint.safetensors``.
+
+Usage (the run of benchmarks/results/prior_lesions/README.md):
+    OMP_NUM_THREADS=1 python benchmarks/finetune_prior.py --out models/phantom32/checkpoints/ft1 \\
+        --batch 32 --lr 1e-4 --steps 4000 --snapshot-every 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
+from bayesinv.priors.networks import Denoiser, load_weights, save_weights, train_loop
+from bayesinv.priors.networks.denoiser import training_target
+from bayesinv.priors.training import build_network, build_schedule, read_config
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "phantom32"
+
+
+def balanced_batches(batch_size: int, image_size: int, data_seed: int):
+    """``step -> (images, lesion_masks)``: ``batch_size // 2`` phantoms with a lesion, the rest without."""
+    half = batch_size // 2
+
+    def sample(step: int):
+        seed = data_seed + 2 * step
+        if seed + 1 >= SPLIT_SEEDS["calibration"]:
+            raise ValueError(f"train seed {seed + 1} would reach the calibration split")
+        with_lesion = phantom_dataset("train", half, image_size, seed=seed, lesion_prob=1.0)
+        without = phantom_dataset("train", batch_size - half, image_size, seed=seed + 1, lesion_prob=0.0)
+        return (torch.cat([with_lesion.images, without.images]),
+                torch.cat([with_lesion.lesion_masks, without.lesion_masks]).float())
+
+    return sample
+
+
+def make_loss(low_fraction: float, low_max: int, lesion_weight: float):
+    """The loss of the module docstring: ``(denoiser, (x0, masks), generator) -> scalar``."""
+
+    def loss_fn(denoiser: Denoiser, batch, generator: torch.Generator) -> torch.Tensor:
+        x0, masks = batch
+        n, steps = x0.shape[0], denoiser.schedule.num_steps
+        low = torch.rand(n, generator=generator) < low_fraction
+        t = torch.where(low, torch.randint(0, low_max, (n,), generator=generator),
+                        torch.randint(0, steps, (n,), generator=generator))
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        alpha, sigma = denoiser.schedule.coefficients(t, x0)
+        x_t = alpha * x0 + sigma * eps
+        target = training_target(denoiser.parametrisation, x0, eps, alpha, sigma)
+        err = (denoiser.raw(x_t, t) - target) ** 2
+        if lesion_weight != 1.0:
+            err = err * (1 + (lesion_weight - 1) * masks)
+        return err.mean()
+
+    return loss_fn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="run folder (checkpoint, loss.csv, snapshots)")
+    parser.add_argument("--init", default=str(MODEL / "weights.safetensors"))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--ema", type=float, default=0.995)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--snapshot-every", type=int, default=200)
+    parser.add_argument("--low-fraction", type=float, default=0.75)
+    parser.add_argument("--low-max", type=int, default=400)
+    parser.add_argument("--lesion-weight", type=float, default=1.0)
+    parser.add_argument("--data-seed", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+    cfg = read_config(MODEL / "config.toml")
+    network = build_network(cfg)
+    load_weights(network, args.init)
+    denoiser = Denoiser(network, build_schedule(cfg), cfg["network"].get("parametrisation", "eps"))
+    batches = balanced_batches(args.batch, int(cfg["data"]["image_size"]), args.data_seed)
+    loss_fn = make_loss(args.low_fraction, args.low_max, args.lesion_weight)
+    done = 0
+    while done < args.steps:
+        target = min(args.steps, (done // args.snapshot_every + 1) * args.snapshot_every)
+        t0 = time.perf_counter()
+        result = train_loop(denoiser, loss_fn, batches, steps=target, lr=args.lr, ema_decay=args.ema, seed=args.seed,
+                            checkpoint_dir=out, checkpoint_every=10**9, resume=True, grad_clip=1.0,
+                            warmup_steps=args.warmup, progress=False, prefetch=1)
+        done = result.steps
+        save_weights(result.ema.network, out / f"ema_step{done}.safetensors", {"steps": done})
+        save_weights(result.model.network, out / f"raw_step{done}.safetensors", {"steps": done})
+        recent = result.losses[-args.snapshot_every:]
+        print(f"{time.strftime('%H:%M:%S')} step {done}: mean loss of the segment {sum(recent) / len(recent):.5f}, "
+              f"{time.perf_counter() - t0:.0f} s for the segment", flush=True)
+
+
+if __name__ == "__main__":
+    main()

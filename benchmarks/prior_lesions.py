@@ -1,0 +1,277 @@
+"""Where does the phantom32 prior lose its lesions? Detector, sampler and weights, with intervals (resumable).
+
+Subcommands (results under benchmarks/results/prior_lesions/; samples cached in its ``cache/``, not committed):
+
+* ``detector``: the lesion detectors on TRUE phantoms. Each lesion phantom is generated twice from one seed,
+  with and without its lesion (the draws are the same), so its radius (from the mask: 5 pixels for r < sqrt 2,
+  9 for r < 2, 13 for r = 2) and its *visible* contrast (the difference at the centre, after clipping to [0, 1])
+  are known. Detectors: ``median5`` (the model card's: max |x - median_5x5(x)| over the image, from
+  :func:`bayesinv.priors.quality.lesion_scores`) and ``scan`` (max over body pixels of the disc-minus-annulus
+  statistic of :func:`bayesinv.diagnostics.lesion_scan.scan_lesions`). Thresholds: the 95% quantile of the
+  score on lesion-free train phantoms (5% false rate by construction); false/missed rates with Clopper-Pearson
+  intervals on the calibration split, by radius and visible contrast.
+* ``sample --setting S --num N [--weights W --tag T]``: N unconditional draws of setting S (``ddim50``,
+  ``ddim100``, ``ddim250``, ``ddpm50``, ``ddpm100``, ``ddpm250``, ``ddpm1000``, ``heun25``: Heun's method on the
+  probability-flow ODE over 25 intervals = 49 network calls, Karras et al. 2022, Alg. 1), in chunks of 100
+  (each chunk seeded by its index; an existing chunk is kept, so a rerun resumes or extends).
+* ``report [--tag T]``: per setting, the detector rate of the samples with its 95% Clopper-Pearson interval
+  against the data's (test split, prevalence 0.5), the implied prevalence ``(rate - false) / (hit - false)``,
+  and the contrast/radius of the detected spots (:func:`bayesinv.diagnostics.lesion_scan.fit_disc` at the
+  detector's pixel) against the data's, with two-sample KS p-values. Writes ``<tag>.json`` and ``<tag>.md``.
+* ``quality --weights W --tag T``: the denoising MSE ratio against the Wiener filter at the noise levels of
+  ``benchmarks/prior_quality.py`` (same test phantoms, same noise), next to the shipped weights'.
+
+Usage: ``python benchmarks/prior_lesions.py detector``; ``... sample --setting ddim50 --num 2000``;
+``... report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from scipy import ndimage, stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prior_quality import LINEAR_TRAIN_SEED, NOISE_LEVELS  # noqa: E402
+
+from bayesinv.data.phantoms import SPLIT_SEEDS, ellipse_phantoms, phantom_dataset  # noqa: E402
+from bayesinv.diagnostics.hallucination import clopper_pearson  # noqa: E402
+from bayesinv.diagnostics.lesion_scan import fit_disc, scan_lesions  # noqa: E402
+from bayesinv.priors.hub import build_prior  # noqa: E402
+from bayesinv.priors.networks import load_weights  # noqa: E402
+from bayesinv.priors.quality import compare_denoisers, fit_linear_denoiser  # noqa: E402
+from bayesinv.samplers._common import timesteps  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "prior_lesions"
+CACHE = RESULTS / "cache"
+MODEL = ROOT / "models" / "phantom32"
+CHUNK = 100
+SETTINGS = ("ddim50", "heun25", "ddpm50", "ddim100", "ddpm100", "ddim250", "ddpm250", "ddpm1000")
+DETECTORS = ("median5", "scan")
+
+
+# -- detectors ------------------------------------------------------------------------------------------------
+def detect(images: torch.Tensor, detector: str) -> tuple[np.ndarray, torch.Tensor]:
+    """Per image: the detector's score ``(N,)`` and the pixel ``(N, 2)`` where it peaks."""
+    if detector == "median5":
+        x = images.detach().cpu().double().numpy()[:, 0]
+        resid = np.abs(x - ndimage.median_filter(x, size=(1, 5, 5))).reshape(len(x), -1)
+        idx = torch.from_numpy(resid.argmax(1))
+        return resid.max(1), torch.stack([idx // x.shape[-1], idx % x.shape[-1]], 1)
+    if detector == "scan":
+        found = scan_lesions(images.detach().cpu())
+        return found.score.numpy(), found.center
+    raise ValueError(f"unknown detector {detector!r}; choose one of {DETECTORS}")
+
+
+def paired_lesions(num: int, seed: int, split: str = "calibration"):
+    """Phantoms with a lesion, the same phantoms without it, radius class (mask pixels) and visible contrast."""
+    with_lesion = ellipse_phantoms(num, 32, generator=torch.Generator().manual_seed(SPLIT_SEEDS[split] + seed),
+                                   lesion_prob=1.0)
+    without = ellipse_phantoms(num, 32, generator=torch.Generator().manual_seed(SPLIT_SEEDS[split] + seed),
+                               lesion_prob=0.0)
+    c = with_lesion.lesion_centers.long()
+    diff = (with_lesion.images - without.images)[torch.arange(num), 0, c[:, 0], c[:, 1]]
+    return with_lesion, without, with_lesion.lesion_masks.sum((1, 2, 3)).numpy(), diff.numpy()
+
+
+def thresholds(num: int = 4000) -> dict[str, float]:
+    """Per detector, the 95% quantile of its score on lesion-free train phantoms (seed 600000)."""
+    free = phantom_dataset("train", num, 32, seed=600_000, lesion_prob=0.0).images
+    return {d: float(np.quantile(detect(free, d)[0], 0.95)) for d in DETECTORS}
+
+
+def rate(hits: int, n: int) -> dict:
+    lo, hi = clopper_pearson(hits, n)
+    return {"k": int(hits), "n": int(n), "rate": hits / max(n, 1), "lo": lo, "hi": hi}
+
+
+def fmt(r: dict) -> str:
+    return f"{100 * r['rate']:.1f}% [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}] ({r['k']}/{r['n']})"
+
+
+def cmd_detector(args) -> None:
+    thr = thresholds(args.num)
+    les, free, pixels, visible = paired_lesions(args.num, seed=0)
+    out = {"thresholds": thr, "num": args.num}
+    for d in DETECTORS:
+        s1, _ = detect(les.images, d)
+        s0, _ = detect(free.images, d)
+        hit, false = s1 > thr[d], s0 > thr[d]
+        row = {"false": rate(false.sum(), len(s0)), "hit": rate(hit.sum(), len(s1)), "by_radius": {}, "by_contrast": {}}
+        for name, sel in (("r<1.41 (5 px)", pixels == 5), ("1.41<=r<2 (9 px)", pixels == 9), ("r=2", pixels >= 13)):
+            row["by_radius"][name] = rate(hit[sel].sum(), sel.sum())
+        edges = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            sel = (np.abs(visible) >= lo) & (np.abs(visible) < hi)
+            row["by_contrast"][f"|visible contrast| in [{lo}, {hi})"] = rate(hit[sel].sum(), sel.sum())
+        out[d] = row
+        print(f"[{d}] threshold {thr[d]:.3f}: false {fmt(row['false'])}, hit {fmt(row['hit'])}")
+        for key in ("by_radius", "by_contrast"):
+            for name, r in row[key].items():
+                print(f"    hit, {name}: {fmt(r)}")
+    out["visible_contrast_quantiles"] = np.quantile(np.abs(visible), [0.05, 0.25, 0.5, 0.75, 0.95]).tolist()
+    (RESULTS / "detector.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+# -- sampling -------------------------------------------------------------------------------------------------
+@torch.inference_mode()
+def heun_sample(prior, n: int, intervals: int, generator: torch.Generator) -> torch.Tensor:
+    """Heun's method on the probability-flow ODE ``dy/ds = (y - D(y, s)) / s``, ``y = x_t / alpha_t``,
+    ``s = sigma_t / alpha_t``, over the integer timesteps of ``timesteps(schedule, intervals + 1)``; Euler to 0."""
+    sched = prior.schedule
+    grid = timesteps(sched, intervals + 1)
+    alpha = [float(sched.alpha[t]) for t in grid]
+    level = [float(sched.noise_level(t)) for t in grid]
+    y = torch.randn(n, *prior.event_shape, generator=generator) * (1 + level[0] ** 2) ** 0.5  # x_T / alpha_T
+    for i in range(len(grid)):
+        d = (y - prior.denoise(alpha[i] * y, grid[i])) / level[i]
+        if i + 1 == len(grid):
+            return y - level[i] * d  # = D(y, s_last)
+        y_next = y + (level[i + 1] - level[i]) * d
+        d_next = (y_next - prior.denoise(alpha[i + 1] * y_next, grid[i + 1])) / level[i + 1]
+        y = y + (level[i + 1] - level[i]) * (d + d_next) / 2
+    return y
+
+
+def load_model(weights: str | None):
+    prior = build_prior(MODEL)
+    if weights:
+        load_weights(prior.network, weights)
+    return prior
+
+
+def draw(prior, setting: str, n: int, generator: torch.Generator) -> torch.Tensor:
+    if setting.startswith("heun"):
+        return heun_sample(prior, n, int(setting[4:]), generator)
+    method, steps = setting[:4], int(setting[4:])
+    with torch.inference_mode():
+        return prior.sample_n(n, steps=steps, method=method, generator=generator, batch_size=n)
+
+
+def cmd_sample(args) -> None:
+    folder = CACHE / args.tag / args.setting
+    folder.mkdir(parents=True, exist_ok=True)
+    prior = load_model(args.weights)
+    for k in range(-(-args.num // CHUNK)):
+        path = folder / f"chunk{k:04d}.safetensors"
+        if path.exists():
+            continue
+        t0 = time.perf_counter()
+        seed = zlib.crc32(args.setting.encode()) + 7919 * k
+        x = draw(prior, args.setting, CHUNK, torch.Generator().manual_seed(seed))
+        save_file({"samples": x.contiguous()}, str(path))
+        print(f"{time.strftime('%H:%M:%S')} {args.tag}/{args.setting} chunk {k}: {time.perf_counter() - t0:.0f} s "
+              f"({(time.perf_counter() - t0) / CHUNK:.2f} s/sample)", flush=True)
+
+
+def load_samples(tag: str, setting: str) -> torch.Tensor | None:
+    paths = sorted((CACHE / tag / setting).glob("chunk*.safetensors"))
+    return torch.cat([load_file(str(p))["samples"] for p in paths]) if paths else None
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+def spot_stats(images: torch.Tensor, detector: str, thr: float) -> dict:
+    score, center = detect(images, detector)
+    fit = fit_disc(images.detach().cpu(), center)
+    hit = score > thr
+    return {"rate": rate(hit.sum(), len(score)), "score": score, "contrast": fit.contrast.numpy()[hit],
+            "radius": fit.radius.numpy()[hit]}
+
+
+def compare(sample: dict, data: dict) -> dict:
+    out = {"rate": sample["rate"], "score_quantiles": np.quantile(sample["score"], [0.25, 0.5, 0.75, 0.9]).tolist(),
+           "score_ks_p": float(stats.ks_2samp(sample["score"], data["score"]).pvalue)}
+    for key in ("contrast", "radius"):
+        a, b = sample[key], data[key]
+        out[f"{key}_quantiles"] = np.quantile(a, [0.1, 0.5, 0.9]).tolist() if len(a) else []
+        out[f"{key}_ks_p"] = float(stats.ks_2samp(a, b).pvalue) if len(a) >= 5 else float("nan")
+        out[f"{key}_hist"] = np.histogram(a, bins=HIST_BINS[key])[0].tolist()
+    return out
+
+
+HIST_BINS = {"contrast": np.linspace(-0.6, 0.6, 13), "radius": np.linspace(0.5, 3.0, 11)}
+
+
+def cmd_report(args) -> None:
+    det = json.loads((RESULTS / "detector.json").read_text())
+    data_images = phantom_dataset("test", args.num_data, 32, seed=0, lesion_prob=0.5).images
+    report: dict = {"tag": args.tag, "detectors": {}}
+    lines = [f"# Prior samples' lesions: {args.tag}", "",
+             f"`python benchmarks/prior_lesions.py report --tag {args.tag}`",
+             ""]
+    for d in DETECTORS:
+        thr = det["thresholds"][d]
+        false, hit = det[d]["false"]["rate"], det[d]["hit"]["rate"]
+        data = spot_stats(data_images, d, thr)
+        rows = {"data": compare(data, data)}
+        for setting in SETTINGS:
+            x = load_samples(args.tag, setting)
+            if x is not None:
+                rows[setting] = compare(spot_stats(x, d, thr), data)
+        lines += [f"## Detector `{d}` (threshold {thr:.3f}: false {100 * false:.1f}%, hit {100 * hit:.1f}% on true "
+                  "phantoms)", "",
+                  "| images | detector rate [95% CP] | implied prevalence | score median | score KS p | "
+                  "contrast 10/50/90% | contrast KS p | radius 10/50/90% | radius KS p |", "|---" * 9 + "|"]
+        for name, r in rows.items():
+            prev = (r["rate"]["rate"] - false) / (hit - false)
+            q = ", ".join(f"{v:.2f}" for v in r["contrast_quantiles"])
+            qr = ", ".join(f"{v:.2f}" for v in r["radius_quantiles"])
+            lines.append(f"| {name} | {fmt(r['rate'])} | {prev:.2f} | {r['score_quantiles'][1]:.3f} | "
+                         f"{r['score_ks_p']:.2g} | {q} | {r['contrast_ks_p']:.2g} | {qr} | {r['radius_ks_p']:.2g} |")
+        lines.append("")
+        report["detectors"][d] = {"threshold": thr, "rows": rows}
+    text = "\n".join(lines)
+    print(text)
+    (RESULTS / f"{args.tag}.md").write_text(text + "\n")
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+def cmd_quality(args) -> None:
+    linear = fit_linear_denoiser(phantom_dataset("train", 20000, 32, seed=LINEAR_TRAIN_SEED).images)
+    test = phantom_dataset("test", args.num_test, 32, seed=0).images
+    out = {}
+    for tag, weights in (("shipped", None), (args.tag, args.weights)):
+        rows = compare_denoisers(load_model(weights), linear, test, NOISE_LEVELS,
+                                 generator=torch.Generator().manual_seed(0))
+        out[tag] = [r._asdict() for r in rows]
+    print(f"{'sigma':>6} {'ratio shipped':>14} {'ratio ' + args.tag:>20}")
+    for a, b in zip(out["shipped"], out[args.tag]):
+        ratio_a, ratio_b = a["mse_prior"] / a["mse_linear"], b["mse_prior"] / b["mse_linear"]
+        print(f"{a['noise_level']:6.3f} {ratio_a:14.3f} {ratio_b:20.3f}")
+    (RESULTS / f"quality_{args.tag}.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("detector")
+    p.add_argument("--num", type=int, default=4000)
+    p = sub.add_parser("sample")
+    p.add_argument("--setting", required=True, choices=SETTINGS)
+    p.add_argument("--num", type=int, default=2000)
+    p.add_argument("--weights", default=None)
+    p.add_argument("--tag", default="shipped")
+    p = sub.add_parser("report")
+    p.add_argument("--tag", default="shipped")
+    p.add_argument("--num-data", type=int, default=2000)
+    p = sub.add_parser("quality")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--tag", required=True)
+    p.add_argument("--num-test", type=int, default=256)
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
