@@ -6,7 +6,7 @@ with a lesion and half without (exactly, not by chance), so the stream has the d
 denoising optimum is unchanged; seeds ``data_seed + 2 step`` and ``data_seed + 2 step + 1`` (both below the
 calibration split's offset, and disjoint from the 0..7006 of the original run with the default ``data_seed``).
 
-Loss: the eps-MSE of :func:`bayesinv.priors.training.diffusion_loss`, with the timestep drawn from a mixture:
+Loss: the eps-MSE of :func:`bayesinv.training.prior.diffusion_loss`, with the timestep drawn from a mixture:
 with probability ``low_fraction`` uniform on ``[0, low_max)`` (the noise levels where a 1-2 px lesion is
 decided and drawn: ``sigma/alpha`` up to ~1.5 at t = 400), otherwise uniform on ``[0, 1000)``. Re-weighting the
 timesteps does not move the minimiser at any single t (it is still ``E[eps | x_t]``), so the prior stays a
@@ -14,7 +14,7 @@ prior over the same data. An optional ``--lesion-weight w`` multiplies the squar
 ``w`` (this does bias the optimum towards lesions; off by default).
 
 The learning rate restarts with a linear warm-up to ``--lr``; the loop is
-:func:`bayesinv.priors.networks.loop.train_loop` (AdamW, grad clip, EMA, safetensors checkpoint, loss.csv),
+:func:`bayesinv.training.loop.train_loop` (AdamW, grad clip, EMA, safetensors checkpoint, loss.csv),
 run in segments of ``--snapshot-every`` steps; after each segment the EMA weights are written to
 ``<out>/ema_step<k>.safetensors`` (and the raw weights to ``raw_step<k>.safetensors``). Rerunning the same
 command resumes from ``<out>/checkpoint.safetensors``.
@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 
 from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
-from bayesinv.priors.networks import Denoiser, load_weights, save_weights, train_loop
+from bayesinv.priors.networks import Denoiser, load_weights, save_weights
+from bayesinv.training import train_loop
 from bayesinv.priors.networks.denoiser import training_target
-from bayesinv.priors.training import build_network, build_schedule, read_config
+from bayesinv.priors.networks.config import build_network, build_schedule, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "phantom32"
