@@ -142,9 +142,14 @@ def check_step(name: str, step: int, x: torch.Tensor, last_good: torch.Tensor | 
 @contextmanager
 def guard(name: str, step: int, last_good: torch.Tensor | None = None) -> Iterator[None]:
     """Turn a :class:`NonFiniteError` raised inside a step (e.g. an operator given a NaN ``x0_hat``)
-    into :class:`SamplerDivergence` naming the sampler and the step."""
+    into :class:`SamplerDivergence` naming the sampler and the step; a :class:`SamplerDivergence` the step
+    raises itself gets ``last_good`` (the iterate before the step) when it carries none."""
     try:
         yield
+    except SamplerDivergence as err:  # raised by the step itself: give it the last good iterate if it has none
+        if err.last_good is None and last_good is not None:
+            err.last_good = last_good.detach().clone()
+        raise
     except NonFiniteError as err:
         raise SamplerDivergence(name, step, str(err),
                                 last_good=None if last_good is None else last_good.detach().clone()) from err

@@ -117,11 +117,23 @@ def _type_error(value, kinds: set[str], allow_none: bool) -> str | None:
     return f"{type(value).__name__} {value!r}"
 
 
+def _passed_by_caller(name: str) -> set[str]:
+    """The arguments :func:`run_sampler` passes to sampler ``name`` itself (so they are not options): a
+    baseline (a point estimate) gets only ``progress``, so its own ``steps`` (CSGM's iterations) is an option."""
+    from bayesinv.samplers import SAMPLERS
+
+    if name in SAMPLERS:
+        return {"problem", "y", "num_samples", "generator", "progress", "steps"}
+    if name == "exact":
+        return {"problem", "y", "num_samples", "generator", "progress"}
+    return {"problem", "y", "progress"}
+
+
 def _check_options(name: str, function: Callable, options: dict) -> None:
     """Refuse options the sampler does not take (listing the ones it does) and values whose type differs from
     the one its signature declares (``eta = true`` for a float, ``max_iter = "10"`` for an int)."""
     params = inspect.signature(function).parameters
-    fixed = {"problem", "y", "num_samples", "generator", "progress", "steps"}
+    fixed = _passed_by_caller(name)
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params))
         if unknown:
@@ -130,8 +142,8 @@ def _check_options(name: str, function: Callable, options: dict) -> None:
             raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {allowed}")
     for key, value in options.items():
         if key in fixed:
-            raise ValueError(f"{name}: option {key!r} is set by the study itself (num_samples, steps, ...), "
-                                 "not in options")
+            raise ValueError(f"{name}: option {key!r} is set by the study itself ({', '.join(sorted(fixed))}), "
+                             "not in options")
         declared = _declared_kinds(params[key]) if key in params else None
         if declared is None:
             continue

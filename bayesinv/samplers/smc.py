@@ -258,7 +258,7 @@ def sample_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
 
         def weights_finite(i: int, state: SMCState) -> None:
             book["i"] = i + 1
-            check_step(name, i, state.log_weights, detail="weights vanished in a system")
+            check_step(name, i, state.log_weights, last_good=state.x, detail="weights vanished in a system")
 
         state = run_chain(step, state, nexts, name=name, progress=bar, callback=callback, on_step=weights_finite,
                           bound=lambda st: timestep_bound(prior, st.t),
