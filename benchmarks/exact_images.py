@@ -57,7 +57,7 @@ SIZE = 32
 # per draw) are out of reach here; 100 steps and one cloud of 256 particles shared by the draws is MCGdiff's use.
 BUDGETS = {
     "user": {"dps": {}, "ddrm": {}, "score_sde": {}, "annealed_langevin": {}, "ula": {}, "pnp_ula": {}, "mala": {},
-             "smc": {"steps": 100, "num_particles": 256, "num_systems": 1}},
+             "smc": {"steps": 100, "num_particles": 256, "num_systems": 1}, "split_gibbs": {}},
     "large": {"smc": {"steps": 200, "num_particles": 1024, "num_systems": 1},
               "score_sde": {"corrector_steps": 2}, "annealed_langevin": {"steps_per_level": 300}},
 }

@@ -18,9 +18,11 @@ from bayesinv.samplers.gibbs import sample_gibbs
 from bayesinv.samplers.langevin import sample_annealed_langevin, sample_mala, sample_pnp_ula, sample_ula
 from bayesinv.samplers.score_sde import sample_score_sde
 from bayesinv.samplers.smc import sample_smc
+from bayesinv.samplers.split_gibbs import sample_split_gibbs
 
 __all__ = ["SAMPLERS", "sample_dps", "sample_ddrm", "sample_score_sde", "sample_annealed_langevin", "sample_ula",
-           "sample_pnp_ula", "sample_mala", "sample_smc", "sample_dirac", "sample_gibbs"]
+           "sample_pnp_ula", "sample_mala", "sample_smc", "sample_dirac", "sample_gibbs",
+           "sample_split_gibbs"]
 
 SAMPLERS = {
     "dps": sample_dps,
@@ -32,6 +34,7 @@ SAMPLERS = {
     "mala": sample_mala,
     "smc": sample_smc,
     "dirac": sample_dirac,
+    "split_gibbs": sample_split_gibbs,
 }
 # sample_gibbs (images + scalar latents jointly) wraps the samplers above and needs a problem with latents,
 # so it is exported but not in the registry that studies and the CLI draw from.
