@@ -121,7 +121,9 @@ def _prior_step(prior, z: torch.Tensor, t_split: int, generator: torch.Generator
 
 
 def _gibbs_sweep(op, prior, x, y, sigma, top, rho_fraction, degree, generator, max_steps=None):
-    """One exact split Gibbs sweep for the likelihood ``N(y; A x, sigma^2 I)``; returns ``(x, z, network calls, t, rho)``."""
+    """One exact split Gibbs sweep for the likelihood ``N(y; A x, sigma^2 I)``.
+
+    Returns ``(x, z, network calls, t, rho)``."""
     t_split = split_noise_level(prior.schedule, rho_fraction * sigma / math.sqrt(max(top, 1e-300)))
     rho = float(prior.schedule.sigma[t_split] / prior.schedule.alpha[t_split])
     c = rho**2 / sigma**2
@@ -210,7 +212,8 @@ def sample_split_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples:
     settings = {"steps": steps, "burn_in": burn_in, "thin": thin, "num_draws": num_draws, "rho": rho,
                 "t_split": t_split, "anneal_sweeps": anneal_sweeps, "anneal_start": anneal_start,
                 "anneal_steps": anneal_steps, "rho_fraction": rho_fraction, "chebyshev_degree": chebyshev_degree}
-    return Posterior(samples.detach(), sampler=name, settings=settings, nfe=nfe, wall_time=time.perf_counter() - start,
+    return Posterior(samples.detach(), sampler=name, settings=settings, nfe=nfe,
+                     wall_time=time.perf_counter() - start,
                      seed=int(generator.initial_seed()),
                      problem={"name": problem.name, "operator": repr(op), "noise": repr(noise),
                               "prior": type(prior).__name__, "latents": []})

@@ -27,7 +27,8 @@ def dense(prior):
     """The same prior as a dense GaussianMixturePrior (every component carries the full d x d covariance)."""
     j, d = prior.num_components, prior.dim
     covs = prior.covariance_matrix.expand(j, d, d).clone()
-    return GaussianMixturePrior(prior.weights, prior.means, covs, schedule=prior.schedule, event_shape=prior.event_shape)
+    return GaussianMixturePrior(prior.weights, prior.means, covs, schedule=prior.schedule,
+                                event_shape=prior.event_shape)
 
 
 def operators():
