@@ -17,7 +17,8 @@ exact split). Gibbs sweeps alternate the two conditionals:
   ``rho = sigma_t / alpha_t`` for a schedule timestep ``t`` (the largest with ``rho`` below the bound) it is
   ``p(x0 | x_t = alpha_t z)``, drawn by DDPM ancestral steps (Ho et al. 2020, variance ``beta_t``) from ``t``
   down to 0 and the denoiser's mean at the last. This step is where the sampler is not exact: with the
-  ~10 timesteps below ``rho`` its per-pixel spread is 0.96 of the exact one on the 32x32 lesion-mixture prior.
+  ~10 timesteps below ``rho`` its per-pixel spread is 0.96 of the exact one on the 32x32 lesion-mixture prior
+  (``python benchmarks/exact_images.py prior-step``).
 
 Chains are brought to the posterior's modes by a tempered start: ``anneal_sweeps`` sweeps with ``sigma_y``
 replaced by ``sigma_y * anneal_start^(1 - k / anneal_sweeps)`` (each sweep exact for that tempered posterior
