@@ -36,7 +36,13 @@ WORKING_COPIES = 3  # iterate, denoised estimate and returned samples, each num_
 
 
 def resolve_prior(name: str, image_size: int = 32):
-    """A prior by name: ``phantom-gaussian`` (exact Gaussian fit to training phantoms) or ``models/<name>``."""
+    """A prior by name: ``phantom-gaussian`` (exact Gaussian fit to training phantoms), ``phantom-lesion-mixture``
+    (:meth:`~bayesinv.priors.lesion_mixture.LesionMixturePrior.from_phantoms`: exact, with lesions) or
+    ``models/<name>``."""
+    if name == "phantom-lesion-mixture":
+        from bayesinv.priors.lesion_mixture import LesionMixturePrior
+
+        return LesionMixturePrior.from_phantoms(image_size)
     if name == "phantom-gaussian":
         from bayesinv.data import phantom_dataset
         from bayesinv.priors.gaussian import GaussianPrior

@@ -47,6 +47,7 @@ from bayesinv.operators.base import LinearOperator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.posterior import Posterior
 from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior, as_event_batch, symmetric_eigh
+from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
 from bayesinv.priors.schedules import Schedule
 from bayesinv.problem import InverseProblem
@@ -262,9 +263,13 @@ def exact_posterior(problem: InverseProblem, y: torch.Tensor, *, prior=None) -> 
 
     Returns
     -------
-    GaussianMixturePosterior with one component per prior component (see module docstring).
+    GaussianMixturePosterior with one component per prior component (see module docstring); for a
+    :class:`~bayesinv.priors.lesion_mixture.LesionMixturePrior` a
+    :class:`~bayesinv.priors.lesion_posterior.SharedCovarianceMixturePosterior` (same interface).
     """
     prior = problem.prior if prior is None else prior
+    if isinstance(prior, LesionMixturePrior):  # components share one covariance: one solve for all
+        return LesionPosteriorSolver(problem, prior=prior).posterior(y)
     weights, means, covs = _prior_components(prior)
     matrix, y_vec, sigma = dense_linear_gaussian(problem, y)
     m, d = matrix.shape
@@ -367,3 +372,11 @@ def mixture_testbed(dim: int, num_measurements: int, *, generator: torch.Generat
     x = prior.sample_n(1, generator=generator)
     y = check_finite("y", problem.simulate(x, generator=generator))
     return MixtureTestbed(problem, x, y, exact_posterior(problem, y))
+
+
+# The lesion-mixture prior's exact posterior lives in a sibling module (imported last: it uses
+# dense_linear_gaussian above); exact_posterior dispatches to it.
+from bayesinv.priors.lesion_posterior import (LesionPosteriorSolver, SharedCovarianceMixturePosterior,  # noqa: E402
+                                              exact_lesion_posterior)
+
+__all__ += ["SharedCovarianceMixturePosterior", "LesionPosteriorSolver", "exact_lesion_posterior"]

@@ -23,6 +23,8 @@ from bayesinv.samplers.langevin import sample_mala, sample_pnp_ula, sample_ula
 from bayesinv.samplers.registry import SAMPLERS
 from bayesinv.samplers.score_sde import sample_score_sde
 from bayesinv.samplers.smc import sample_smc
+from bayesinv.samplers.split_gibbs import sample_split_gibbs
 
 __all__ = ["SAMPLERS", "sample_dps", "sample_ddrm", "sample_score_sde", "sample_annealed_langevin", "sample_ula",
-           "sample_pnp_ula", "sample_mala", "sample_smc", "sample_dirac", "sample_gibbs"]
+           "sample_pnp_ula", "sample_mala", "sample_smc", "sample_dirac", "sample_gibbs",
+           "sample_split_gibbs"]

@@ -118,6 +118,9 @@ BAD_OPTIONS = [
     ("smc", {"twist_variance": -1.0}, "twist_variance must be in"),
     ("smc", {"num_particles": 0}, "num_particles >= 1"),
     ("smc", {"num_particles": 2.5}, "num_particles must be an int"),
+    ("split_gibbs", {"rho_fraction": 1.5}, "0 < rho_fraction < 1"),
+    ("split_gibbs", {"thin": 0}, "thin >= 1"),
+    ("split_gibbs", {"anneal_start": 0.5}, "anneal_start >= 1"),
 ]
 
 

@@ -28,6 +28,7 @@ OPTIONS = {
     "mala": {"steps": 5},
     "smc": {"steps": 5, "num_particles": 4},
     "dirac": {"variant": "po", "steps": 5},
+    "split_gibbs": {"steps": 3, "anneal_sweeps": 2, "chebyshev_degree": 8},
 }
 
 
