@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,14 +129,14 @@ def _remove(path: Path) -> None:
         pass
 
 
-def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file through ``<path>.tmp`` + rename; on ``OSError`` remove the temporary file and
-    raise an ``OSError`` naming ``path``."""
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(<path>.tmp)`` then rename onto ``path``; on any failure remove the temporary file, and turn an
+    ``OSError`` into one naming ``path``."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
@@ -144,22 +144,18 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: 
     except BaseException:
         _remove(tmp)
         raise
+
+
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file through ``<path>.tmp`` + rename; on ``OSError`` remove the temporary file and
+    raise an ``OSError`` naming ``path``."""
+    _atomic(path, lambda tmp: save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                                        metadata=metadata))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` through ``<path>.tmp`` + rename (as :func:`atomic_save_tensors`)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove(tmp)
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        _remove(tmp)
-        raise
+    _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def save_result(post, path: Path, provenance: dict[str, Any]) -> Path:
