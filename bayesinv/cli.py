@@ -156,6 +156,8 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-sigma", type=float, default=0.05, help="Gaussian measurement noise std")
     p.add_argument("--image-index", type=int, default=0, help="which held-out test phantom to reconstruct")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement and the sampler")
+    p.add_argument("--device", default="cpu",
+                   help="torch device for the operator, the network prior and the chains, e.g. cuda (default: cpu)")
     p.add_argument("--out", default="sample-output", help="output folder: posterior.safetensors (+.json) and PNG")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -239,7 +241,7 @@ def _run_sample(args: argparse.Namespace) -> int:
 
     path = sample_cli(problem=args.problem, prior=args.prior, sampler=args.sampler, num_samples=args.num_samples,
                       steps=steps, noise_sigma=args.noise_sigma, image_index=args.image_index, seed=args.seed,
-                      out=args.out, progress=not args.no_progress, options=options)
+                      out=args.out, progress=not args.no_progress, options=options, device=args.device)
     print(f"posterior: {path}")
     return 0
 

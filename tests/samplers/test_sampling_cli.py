@@ -34,3 +34,20 @@ def test_sample_command_writes_the_library_posterior_and_a_figure(tmp_path, caps
     png = image.imread(out / "posterior.png")
     assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 2 * png.shape[0]  # a row of panels
     assert float(png[..., :3].std()) > 0.01  # not blank
+
+
+def test_sample_device_flag_runs_the_same_path_and_refuses_analytic_priors_off_cpu(tmp_path, capsys):
+    """``--device cpu`` moves the network prior and the operator through ``.to`` (the path a GPU takes) and
+    gives the run without the flag; an analytic prior on another device is refused before any work."""
+    runs = {}
+    for label, extra in (("plain", []), ("device", ["--device", "cpu"])):
+        argv = ["sample", "--problem", "deblur", "--sampler", "ddrm", "--num-samples", "2", "--steps", "3",
+                "--out", str(tmp_path / label), "--no-progress", *extra]
+        assert main(argv) == 0
+        runs[label] = Posterior.load(tmp_path / label / "posterior.safetensors").samples
+    assert torch.equal(runs["plain"], runs["device"])
+    capsys.readouterr()
+    argv = ["sample", "--problem", "deblur", "--prior", "phantom-gaussian", "--sampler", "ddrm", "--device", "meta",
+            "--out", str(tmp_path / "meta"), "--no-progress"]
+    assert main(argv) == 2
+    assert "runs on the CPU only" in capsys.readouterr().err
