@@ -59,12 +59,23 @@ def execute(nb: nbformat.NotebookNode, *, small: bool = False, timeout: int = 90
     return nb
 
 
+def drop_environment_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove stderr outputs that describe the machine, not the tutorial: tqdm's "IProgress not found" warning
+    (it names this machine's site-packages path; committed notebooks hold no absolute paths)."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr"
+                                    and "TqdmWarning" in "".join(o.get("text", "")))]
+    return nb
+
+
 def main(prefixes: list[str]) -> None:
     for source in sorted(SOURCES.glob("*.py")):
         if prefixes and not any(source.stem.startswith(p) for p in prefixes):
             continue
         print(f"executing {source.stem} ...", flush=True)
-        nb = execute(build_notebook(source))
+        nb = drop_environment_noise(execute(build_notebook(source)))
         nbformat.write(nb, HERE / f"{source.stem}.ipynb")
 
 
