@@ -25,7 +25,7 @@ TINY_DIRAC = ["network.base_channels=8", "network.channel_mults=[1]", "network.n
               "network.attention_resolutions=[]", "training.batch_size=2", "training.max_steps=2",
               "training.prefetch=0", "training.warmup_steps=1"]
 SMALL_FLAGS = {"demo": ["--size", "tiny", "--no-progress"],
-               "sample": ["--num-samples", "2", "--steps", "2", "--no-progress"],
+               "sample": ["--num-samples", "2", "--steps", "5", "--no-progress"],
                "train": [f"--set={item}" for item in TINY_DIRAC] + ["--no-progress"],
                "calibrate": ["--no-progress"], "audit": ["--no-progress"], "report": []}
 

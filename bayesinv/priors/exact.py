@@ -40,14 +40,14 @@ import numpy as np
 import torch
 from scipy import special
 
-from bayesinv._validation import check_finite, check_tensor
+from bayesinv._validation import check_finite
 from bayesinv.errors import ShapeError
 from bayesinv.noise import Gaussian
-from bayesinv.operators.base import LinearOperator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.posterior import Posterior
 from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior, as_event_batch, symmetric_eigh
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
+from bayesinv.priors.linear_gaussian import MAX_DENSE_DIM as _MAX_DENSE_DIM, dense_linear_gaussian
 from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
 from bayesinv.priors.schedules import Schedule
 from bayesinv.problem import InverseProblem
@@ -55,7 +55,6 @@ from bayesinv.problem import InverseProblem
 __all__ = ["GaussianMixturePosterior", "exact_posterior", "sample_exact", "dense_linear_gaussian",
            "random_measurement", "mixture_testbed", "MixtureTestbed"]
 
-_MAX_DENSE_DIM = 4096
 
 
 class GaussianMixturePosterior:
@@ -209,39 +208,6 @@ class GaussianMixturePosterior:
         return f"GaussianMixturePosterior(num_components={self.num_components}, event_shape={self.event_shape})"
 
 
-def dense_linear_gaussian(problem: InverseProblem, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """A linear-Gaussian problem as dense real float64 ``(A, y, sigma)``: ``A (m, d)``, ``y (m,)``.
-
-    Checks that the problem has a :class:`LinearOperator` on real images, no nuisance latents and Gaussian
-    noise of known sigma. Complex measurements become pairs of real rows (real and imaginary parts carry
-    independent ``N(0, sigma^2)`` noise), in the order of ``torch.view_as_real``.
-    """
-    if not isinstance(problem, InverseProblem):
-        raise TypeError(f"problem must be an InverseProblem, got {type(problem).__name__}")
-    if problem.nuisance:
-        raise ValueError(f"exact_posterior needs a known operator; this problem has latents {sorted(problem.nuisance)}")
-    op = problem.operator
-    if not isinstance(op, LinearOperator):
-        raise TypeError(f"exact_posterior needs a LinearOperator, got {type(op).__name__}")
-    if op.input_complex:
-        raise TypeError(f"{type(op).__name__} acts on complex images; the analytic priors are real")
-    if not isinstance(problem.noise, Gaussian) or problem.noise.sigma is None:
-        raise TypeError(f"exact_posterior needs Gaussian noise with a known sigma, got {problem.noise!r}")
-    if op.in_dim > _MAX_DENSE_DIM:
-        raise ValueError(f"exact_posterior is dense; in_dim={op.in_dim} > {_MAX_DENSE_DIM}")
-    check_tensor("y", y)
-    y = problem.check_measurement(y.detach())
-    if y.shape[0] != 1:
-        raise ShapeError(f"y must hold one measurement, shape {op.out_shape} or (1, ...), got {tuple(y.shape)}")
-    matrix = op.to_matrix(torch.float64)
-    if matrix.is_complex():  # Re/Im parts are independent N(0, sigma^2): stack them as real rows
-        matrix = torch.stack([matrix.real, matrix.imag], dim=1).reshape(-1, matrix.shape[1])
-        y_vec = torch.view_as_real(y.to(torch.complex128)).reshape(-1)
-    else:
-        y_vec = y.to(torch.float64).reshape(-1)
-    return matrix, y_vec, float(problem.noise.sigma)
-
-
 def _prior_components(prior) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if isinstance(prior, GaussianMixturePrior):
         return prior.weights, prior.means, prior.covariance_matrices
@@ -256,7 +222,7 @@ def exact_posterior(problem: InverseProblem, y: torch.Tensor, *, prior=None) -> 
 
     Parameters
     ----------
-    problem : an :class:`~bayesinv.problem.InverseProblem` with a :class:`LinearOperator` (real images)
+    problem : an :class:`~bayesinv.problem.InverseProblem` with a :class:`~bayesinv.operators.base.LinearOperator` (real images)
         and :class:`~bayesinv.noise.Gaussian` noise of known sigma.
     y : one measurement, ``out_shape`` or ``(1, *out_shape)``.
     prior : overrides ``problem.prior``.

@@ -223,7 +223,7 @@ class LesionPosteriorSolver:
     """
 
     def __init__(self, problem: InverseProblem, *, prior: LesionMixturePrior | None = None):
-        from bayesinv.priors.exact import dense_linear_gaussian
+        from bayesinv.priors.linear_gaussian import dense_linear_gaussian
 
         prior = problem.prior if prior is None else prior
         if not isinstance(prior, LesionMixturePrior):

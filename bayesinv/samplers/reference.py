@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from bayesinv.posterior import Posterior
-from bayesinv.priors.exact import dense_linear_gaussian
+from bayesinv.priors.linear_gaussian import dense_linear_gaussian
 from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior
 from bayesinv.priors.mixture import GaussianMixturePrior
 from bayesinv.problem import InverseProblem

@@ -51,7 +51,7 @@ sampler = "exact"
 num_samples = 8""", """[samplers.dps]
 sampler = "dps"
 num_samples = 6
-steps = 40
+steps = 200
 [samplers.dps.options]
 batch_size = 1""")
 
