@@ -45,6 +45,7 @@ from bayesinv.errors import ShapeError
 from bayesinv.noise import Gaussian
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.posterior import Posterior
+from bayesinv.priors._marginals import EqualTailedIntervals
 from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior, as_event_batch, symmetric_eigh
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.priors.linear_gaussian import MAX_DENSE_DIM as _MAX_DENSE_DIM, dense_linear_gaussian
@@ -56,8 +57,7 @@ __all__ = ["GaussianMixturePosterior", "exact_posterior", "sample_exact", "dense
            "random_measurement", "mixture_testbed", "MixtureTestbed"]
 
 
-
-class GaussianMixturePosterior:
+class GaussianMixturePosterior(EqualTailedIntervals):
     """An exact posterior ``sum_k w_k N(m_k, C_k)`` (``K = 1`` for a Gaussian prior).
 
     Attributes
@@ -196,13 +196,6 @@ class GaussianMixturePosterior:
             out = 0.5 * (lo + hi)
         result = torch.from_numpy(np.ascontiguousarray(out)).reshape(len(qs), *self.event_shape)
         return result[0] if np.ndim(q) == 0 else result
-
-    def interval(self, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-        """Equal-tailed marginal credible interval of probability ``level`` per coordinate."""
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        lo, hi = self.quantile([(1 - level) / 2, (1 + level) / 2])
-        return lo, hi
 
     def __repr__(self) -> str:
         return f"GaussianMixturePosterior(num_components={self.num_components}, event_shape={self.event_shape})"

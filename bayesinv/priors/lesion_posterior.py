@@ -26,6 +26,7 @@ from scipy import special
 from bayesinv._validation import check_tensor
 from bayesinv.errors import ShapeError
 from bayesinv.posterior import Posterior
+from bayesinv.priors._marginals import EqualTailedIntervals
 from bayesinv.priors.gaussian import as_event_batch
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.problem import InverseProblem
@@ -43,7 +44,7 @@ def _psd_factor(cov: torch.Tensor) -> torch.Tensor:
     return vecs * lam.clamp_min(0).sqrt()
 
 
-class SharedCovarianceMixturePosterior:
+class SharedCovarianceMixturePosterior(EqualTailedIntervals):
     """An exact posterior ``sum_j w_j N(m_j, P)`` whose components share one covariance ``P``.
 
     Attributes
@@ -196,13 +197,6 @@ class SharedCovarianceMixturePosterior:
                 break
         result = torch.from_numpy(0.5 * (lo + hi)).reshape(len(qs), *self.event_shape)
         return result[0] if np.ndim(q) == 0 else result
-
-    def interval(self, level: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-        """Equal-tailed marginal credible interval of probability ``level`` per coordinate."""
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        lo, hi = self.quantile([(1 - level) / 2, (1 + level) / 2])
-        return lo, hi
 
     def __repr__(self) -> str:
         return (f"SharedCovarianceMixturePosterior(num_components={self.num_components}, "
