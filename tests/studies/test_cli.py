@@ -73,9 +73,13 @@ def test_sigint_mid_study_keeps_only_finished_results_and_the_next_run_resumes(t
 
     (tmp_path / "study.toml").write_text(SLOW_TOML)
     spec = load_study(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "bayesinv.cli", "calibrate", str(tmp_path), "--no-progress"]
-    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) as run:
+    # a child started from a background job inherits SIGINT ignored (and Python then keeps ignoring it): give the
+    # study the default disposition, as in an interactive shell
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                          preexec_fn=restore) as run:
         first = result_path(tmp_path / "results", "dps", "calibration", 0)
         deadline = time.monotonic() + 120
         while not first.exists() and time.monotonic() < deadline and run.poll() is None:
@@ -90,8 +94,13 @@ def test_sigint_mid_study_keeps_only_finished_results_and_the_next_run_resumes(t
     assert on_disk and len(on_disk) < len(study_tasks(spec))
     assert all(is_done(results, *t, spec=spec) for t in on_disk)  # everything saved is complete
     assert not list(results.rglob("*.tmp")) and not (results / ".lock").read_text()
-    run_study(spec, progress=False)
-    fresh = run_study(spec, tmp_path / "fresh", progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the command line ran (OMP_NUM_THREADS=1 below): same reductions, same bits
+    try:
+        run_study(spec, progress=False)
+        fresh = run_study(spec, tmp_path / "fresh", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     for task in study_tasks(spec):
         a = load_file(str(result_path(results, *task)))["samples"]
         assert torch.equal(a, load_file(str(result_path(fresh, *task)))["samples"]), task
