@@ -74,12 +74,12 @@ def test_sigint_mid_study_keeps_only_finished_results_and_the_next_run_resumes(t
     (tmp_path / "study.toml").write_text(SLOW_TOML)
     spec = load_study(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "bayesinv.cli", "calibrate", str(tmp_path), "--no-progress"]
-    # a child started from a background job inherits SIGINT ignored (and Python then keeps ignoring it): give the
-    # study the default disposition, as in an interactive shell
-    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
-    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                          preexec_fn=restore) as run:
+    # a child started from a background job inherits SIGINT ignored (and Python keeps ignoring it): the child
+    # restores Python's own handler itself (no preexec_fn: forking a process that has JAX loaded warns)
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from bayesinv.cli import main; sys.exit(main(sys.argv[1:]))")
+    command = [sys.executable, "-c", start, "calibrate", str(tmp_path), "--no-progress"]
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) as run:
         first = result_path(tmp_path / "results", "dps", "calibration", 0)
         deadline = time.monotonic() + 120
         while not first.exists() and time.monotonic() < deadline and run.poll() is None:
