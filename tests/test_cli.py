@@ -8,6 +8,7 @@ import os
 import pytest
 
 from bayesinv.cli import main, parse_options
+from tests.studies.helpers import tiny_study_toml
 
 
 def test_options_are_toml_values():
@@ -75,25 +76,7 @@ def test_train_refuses_bad_overrides_before_training(tmp_path, monkeypatch, caps
 
 # -- expected failures: one line naming the file, key or argument; exit status 2; --debug shows the traceback --
 
-STUDY = """
-name = "cli-tiny"
-seed = 2
-[problem]
-operator = "denoise"
-image_size = 8
-noise_sigma = 0.1
-[prior]
-name = "phantom-gaussian"
-[data]
-family = "prior"
-num_calibration = 3
-num_test = 3
-[samplers.exact]
-sampler = "exact"
-num_samples = 4
-[diagnostics]
-audit = false
-"""
+STUDY = tiny_study_toml(3, 4)
 
 
 def _run(argv, capsys) -> tuple[int, str]:
