@@ -115,7 +115,8 @@ class MaskedFourier(LinearOperator):
         m = int(self._sampled.numel())
         Ut, U = permuted_layout(perm, self.in_shape) if self.output == "kspace" else (_identity, _identity)
 
-        return spectral_svd(singulars=torch.ones(m, dtype=torch.float64), perm=perm, in_shape=self.in_shape,
+        return spectral_svd(singulars=torch.ones(m, dtype=torch.float64, device=perm.device), perm=perm,
+                            in_shape=self.in_shape,
                             transform=lambda x: fft2(x, centred=True), inverse=lambda k: ifft2(k, centred=True),
                             Ut=Ut, U=U)
 
