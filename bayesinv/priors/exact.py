@@ -46,7 +46,8 @@ from bayesinv.noise import Gaussian
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.posterior import Posterior
 from bayesinv.priors._marginals import EqualTailedIntervals
-from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior, as_event_batch, prior_normal, symmetric_eigh
+from bayesinv.priors.gaussian import (GaussianPrior, StationaryGaussianPrior, as_event_batch, prior_normal,
+                                     symmetric_eigh)
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.priors.linear_gaussian import MAX_DENSE_DIM as _MAX_DENSE_DIM, dense_linear_gaussian
 from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
@@ -207,7 +208,8 @@ def _prior_components(prior) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if isinstance(prior, GaussianMixturePrior):
         return prior.weights, prior.means, prior.covariance_matrices
     if isinstance(prior, GaussianPrior | StationaryGaussianPrior):
-        return torch.ones(1, dtype=torch.float64, device=prior.device), prior.mean_vector[None], prior.covariance_matrix[None]
+        ones = torch.ones(1, dtype=torch.float64, device=prior.device)
+        return ones, prior.mean_vector[None], prior.covariance_matrix[None]
     raise TypeError("exact_posterior needs a GaussianPrior, StationaryGaussianPrior or GaussianMixturePrior, "
                     f"got {type(prior).__name__}")
 

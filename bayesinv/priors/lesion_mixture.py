@@ -231,7 +231,8 @@ class LesionMixturePrior(ScorePrior):
         v = torch.fft.ifft2(coef / var, norm="ortho").real.reshape(b, -1)  # C_t^{-1} u
         a = alpha[:, None]
         lesion = a * (v @ self.offsets.T) - 0.5 * a**2 * ((1 / var).reshape(b, -1) @ self._offset_power.T)
-        log_joint = self.weights.log() + torch.cat([torch.zeros(b, 1, dtype=torch.float64, device=xf.device), lesion], 1)
+        none = torch.zeros(b, 1, dtype=torch.float64, device=xf.device)
+        log_joint = self.weights.log() + torch.cat([none, lesion], 1)
         shared = -0.5 * ((coef.abs() ** 2 / var).reshape(b, -1).sum(1) + var.log().reshape(b, -1).sum(1)
                          + self.dim * _LOG_2PI)
         return log_joint, shared, var

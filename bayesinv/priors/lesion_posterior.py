@@ -105,7 +105,8 @@ class SharedCovarianceMixturePosterior(EqualTailedIntervals):
             raise ValueError("this posterior has no lesion labels")
         lesion = self.location_index >= 0
         num = int(self.location_index.max()) + 1
-        return torch.zeros(num, dtype=torch.float64, device=self.weights.device).index_add_(0, self.location_index[lesion], self.weights[lesion])
+        out = torch.zeros(num, dtype=torch.float64, device=self.weights.device)
+        return out.index_add_(0, self.location_index[lesion], self.weights[lesion])
 
     # -- moments ----------------------------------------------------------------------------------------
     @property

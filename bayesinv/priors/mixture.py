@@ -80,8 +80,8 @@ class GaussianMixturePrior(ScorePrior):
                              f"got shape {tuple(means.shape)}")
         self.weights = weights / weights.sum()
         self.means = means.reshape(k, d).clone()
-        self._eigvals, self._eigvecs = self._decompose(torch.as_tensor(covs, dtype=torch.float64, device=weights.device),
-                                                       k, d)
+        covs = torch.as_tensor(covs, dtype=torch.float64, device=weights.device)
+        self._eigvals, self._eigvecs = self._decompose(covs, k, d)
         isotropic = self._eigvecs is None and bool((self._eigvals == self._eigvals[:, :1]).all())
         self._iso_var = self._eigvals[:, 0].clone() if isotropic else None  # (K,) s_k, or None
         self._mean_sq = (self.means**2).sum(1)  # (K,)
