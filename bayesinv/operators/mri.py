@@ -276,7 +276,8 @@ class MultiCoilMRI(LinearOperator):
         if self._pinv_cache is None:
             c, h, w = self.in_shape
             maps = self.coil_maps.detach().to(torch.complex128)  # (N, H, W)
-            dft = torch.fft.fftshift(torch.fft.fft(torch.eye(w, dtype=torch.complex128), norm="ortho"), dim=0)
+            dft = torch.fft.fftshift(torch.fft.fft(torch.eye(w, dtype=torch.complex128, device=maps.device),
+                                                   norm="ortho"), dim=0)
             mats = []
             for ch in range(c):
                 cols = self.mask[ch, 0].to(torch.complex128)  # (W,) sampled columns

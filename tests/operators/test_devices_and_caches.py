@@ -211,3 +211,26 @@ def test_svd_of_an_operator_moved_to_another_device_stays_there(name):
     with finite_checks(False):  # the check reads a value back, which a meta tensor has not
         y = op(x)
         assert svd.Ut(y).device.type == "meta" and op.pinv(y).device.type == "meta"
+
+
+@pytest.mark.parametrize("name", ["denoise", "inpaint", "superres", "deblur", "cs_gaussian", "cs_bernoulli",
+                                  "cs_fourier", "mri", "mri_multicoil", "phase_retrieval", "phase_cdp"])
+def test_operator_calls_create_nothing_without_an_explicit_device(name):
+    """Forward, adjoint, normal and pinv of every registry operator (fresh, so that the caches are built under
+    the check) under a ``meta`` default device equal a normal run's, on the CPU."""
+    from bayesinv.operators import make_operator
+
+    x = torch.rand(2, *SHAPE, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+
+    def calls(op):
+        y = op(x)
+        return [y] + ([op.adjoint(y), op.normal(x), op.pinv(y)] if op.linear else [])
+
+    reference = calls(make_operator(name, SHAPE, seed=0))
+    op = make_operator(name, SHAPE, seed=0)
+    torch.set_default_device("meta")
+    try:
+        got = calls(op)
+    finally:
+        torch.set_default_device(None)
+    assert all(g.device.type == "cpu" and torch.equal(g, r) for g, r in zip(got, reference, strict=True))
