@@ -318,6 +318,14 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
     The results folder is locked for the run (:func:`~bayesinv.studies.lock.study_lock`): a second run on
     it raises :class:`~bayesinv.studies.lock.StudyLocked` naming the process that holds it.
     """
+    if device is not None:
+        from bayesinv._validation import check_device
+
+        device = check_device(device)
+        if problem is not None:
+            raise StudySpecError("device= applies to the problem the spec builds; move a custom problem= yourself "
+                                 "(problem.operator.to(device), problem.prior.to(device)) and leave device unset")
+        device = str(device)  # a name, for worker processes and Ray; "cpu" takes the same path as "cuda"
     results = Path(out) if out is not None else spec.folder / "results"
     try:
         results.mkdir(parents=True, exist_ok=True)
@@ -328,14 +336,6 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
         raise PermissionError(f"cannot write study results to {results}: {exc.strerror}") from exc
     if problem is not None and (backend != "local" or workers > 1):
         raise StudySpecError("a custom problem= runs only on the serial local backend (workers=1)")
-    if device is not None:
-        from bayesinv._validation import check_device
-
-        device = check_device(device)
-        if problem is not None:
-            raise StudySpecError("device= applies to the problem the spec builds; move a custom problem= yourself "
-                                 "(problem.operator.to(device), problem.prior.to(device)) and leave device unset")
-        device = str(device)  # a name, for worker processes and Ray; "cpu" takes the same path as "cuda"
     tasks = study_tasks(spec, labels)
     for sampler in spec.samplers:  # before any work: a sample count that cannot fit is refused with an estimate
         try:

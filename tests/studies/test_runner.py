@@ -200,3 +200,4 @@ def test_a_device_reaches_every_task_on_every_backend_and_is_not_part_of_the_has
         run_study(spec, tmp_path / "custom", problem=tiny_problem, progress=False, device="cpu")
     with pytest.raises(ValueError, match="'gpu' is not a torch device"):
         run_study(spec, tmp_path / "bad", progress=False, device="gpu")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "custom").exists()  # refused before any work
