@@ -17,7 +17,7 @@ import torch
 from bayesinv.errors import DTypeError, NonFiniteError, SamplerDivergence, ShapeError
 
 __all__ = ["check_tensor", "check_batch_shape", "check_finite", "as_real_dtype", "check_choice", "check_positive",
-           "check_mask", "check_image_shape", "check_number", "check_step", "guard"]
+           "check_mask", "check_image_shape", "check_number", "check_step", "guard", "check_device"]
 
 
 def check_tensor(name: str, value) -> torch.Tensor:
@@ -89,6 +89,39 @@ def check_image_shape(name: str, shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise ShapeError(f"{name} must be a shape (C, H, W) of positive sizes, got {shape}")
     return shape  # type: ignore[return-value]
+
+
+def check_device(value, name: str = "device") -> torch.device:
+    """``value`` as a ``torch.device`` that holds data on this machine, else ``ValueError`` naming ``name``.
+
+    Refused, before any work: a name torch does not know (``"gpu"``), ``"cuda"`` (or ``"mps"``, ``"xpu"``) where
+    this build or machine has none, a CUDA index past the last device, and ``"meta"`` (shapes without data).
+
+    >>> check_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} {value!r} is not a torch device; use e.g. cpu, cuda, cuda:1 or mps") from None
+    if device.type == "meta":
+        raise ValueError(f"{name} meta holds no data (shapes only); use e.g. cpu or cuda")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise ValueError(f"{name} {value}: CUDA is not available ({why}, torch {torch.__version__}); use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} {value}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name} {value}: MPS (Apple GPU) is not available on this machine; use cpu")
+    elif device.type != "cpu":
+        try:  # mps, xpu, ...: a one-element allocation says whether the backend is there
+            torch.empty(1, device=device)
+        except Exception as exc:  # AssertionError, RuntimeError or NotImplementedError depending on the backend
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+            raise ValueError(f"{name} {value}: not available on this machine ({first})") from None
+    return device
 
 
 def check_mask(name: str, mask, image_shape: Sequence[int]) -> torch.Tensor:

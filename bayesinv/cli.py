@@ -56,16 +56,33 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", choices=["tiny", "small", "full"], default="small",
                    help="study size: tiny (a smoke test), small (the README's demo), full")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_device(p)
+
+
+DEVICE_HELP = ("torch device for the operator, the prior (network or analytic) and the chains, e.g. cuda or cuda:1 "
+               "(default: cpu); results are written from the CPU, the same files on every device")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+
+
+def check_device_arg(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a ``--device`` torch does not know or this machine does not have (one line)."""
+    from bayesinv._validation import check_device
+
+    check_device(args.device, "--device")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    check_device_arg(args)
     if not args.no_progress:
         print(f"bayesinv demo: {args.size} size, writing to {args.out}/; loading torch and the phantom32 prior ...",
               file=sys.stderr, flush=True)
     from bayesinv.demo import run_demo
 
     path = run_demo(args.out, seed=args.seed, size=args.size, progress=not args.no_progress,
-                    command=args.command_line)
+                    command=args.command_line, device=args.device)
     print(path.with_name("verdicts.md").read_text(), end="")
     print(f"report: {path}")
     return 0
@@ -124,6 +141,7 @@ def apply_overrides(cfg: dict, items: Sequence[str]) -> dict:
 def _run_train(args: argparse.Namespace) -> int:
     import importlib
 
+    check_device_arg(args)
     module = importlib.import_module(TRAIN_TARGETS[args.what][0])
     config, out = args.config, args.out
     if getattr(args, "degradation", None):
@@ -156,8 +174,7 @@ def _add_sample(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-sigma", type=float, default=0.05, help="Gaussian measurement noise std")
     p.add_argument("--image-index", type=int, default=0, help="which held-out test phantom to reconstruct")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement and the sampler")
-    p.add_argument("--device", default="cpu",
-                   help="torch device for the operator, the network prior and the chains, e.g. cuda (default: cpu)")
+    _add_device(p)
     p.add_argument("--out", default="sample-output", help="output folder: posterior.safetensors (+.json) and PNG")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -217,6 +234,7 @@ def check_sample_request(args: argparse.Namespace) -> None:
         raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    check_device_arg(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder (it receives posterior.safetensors, "
@@ -262,9 +280,12 @@ def _add_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--no-recompute", action="store_true",
                    help="refuse (instead of recomputing) when results on disk do not match the spec")
+    p.add_argument("--device", default="cpu",
+                   help=DEVICE_HELP + "; not part of the results' hashes, so a study resumes on another device")
 
 
 def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:
+    check_device_arg(args)
     from bayesinv.studies import calibrate
 
     if not args.no_progress:
@@ -273,7 +294,7 @@ def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:
         return _dry_run(args)
     report = calibrate(args.study, args.out, audit=audit, backend=args.backend, workers=args.workers,
                        progress=not args.no_progress, recompute=not args.no_recompute, force=args.force,
-                       command=args.command_line)
+                       command=args.command_line, device=args.device)
     print(f"report: {report}")
     return 0
 

@@ -22,23 +22,20 @@ def sample_cli(*, problem: str, prior: str = "phantom32", sampler: str = "dps", 
                device: str | torch.device = "cpu") -> Path:
     """Simulate ``y`` from held-out test phantom ``image_index``, sample, save the posterior and a PNG.
 
-    ``device``: where the operator, the network prior and ``y`` live while sampling (e.g. ``"cuda"``); the
-    random draws come from a CPU generator, so a seed gives the same numbers on every device. Analytic priors
-    (``phantom-gaussian``, ``phantom-lesion-mixture``) run on the CPU only.
+    ``device``: where the operator, the prior (network or analytic) and ``y`` live while sampling (e.g.
+    ``"cuda"``); the random draws come from a CPU generator, so a seed gives the same numbers on every device
+    up to rounding. The posterior comes back to the CPU before it is saved.
 
     Writes ``<out>/posterior.safetensors`` (+ ``.json``, with the truth and y) and ``<out>/posterior.png``
     (truth, A^+ y, posterior mean, std, 90% interval width and four samples). Returns the posterior path.
     """
+    from bayesinv._validation import check_device
     from bayesinv.builders import make_problem, resolve_prior, run_sampler
     from bayesinv.data import phantom_dataset
     from bayesinv.report.figures import posterior_figure
 
-    device = torch.device(device)
-    prior_obj = resolve_prior(prior)
-    if hasattr(prior_obj, "to"):
-        prior_obj = prior_obj.to(device)
-    elif device.type != "cpu":
-        raise ValueError(f"--device {device}: the prior {prior!r} runs on the CPU only (analytic priors)")
+    device = check_device(device, "--device")
+    prior_obj = resolve_prior(prior).to(device)
     size = int(prior_obj.event_shape[-1])
     inverse_problem = make_problem(problem, image_size=size, noise_sigma=noise_sigma, prior=prior_obj, seed=seed)
     inverse_problem.operator.to(device)
@@ -48,6 +45,9 @@ def sample_cli(*, problem: str, prior: str = "phantom32", sampler: str = "dps", 
     post: Posterior = run_sampler(sampler, inverse_problem, y, num_samples=num_samples, steps=steps,
                                   generator=torch.Generator().manual_seed(seed + 1), options=dict(options or {}),
                                   progress=progress)
+    post.samples = post.samples.cpu()
+    truth, y = truth.cpu(), y.cpu()
+    inverse_problem.operator.to("cpu")
     out = Path(out)
     post.extras["truth"] = truth[0].cpu().tolist()
     path = post.save(out / "posterior.safetensors")

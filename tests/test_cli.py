@@ -8,6 +8,7 @@ import os
 import pytest
 
 from bayesinv.cli import main, parse_options
+from tests.studies.helpers import tiny_study_toml
 
 
 def test_options_are_toml_values():
@@ -75,25 +76,7 @@ def test_train_refuses_bad_overrides_before_training(tmp_path, monkeypatch, caps
 
 # -- expected failures: one line naming the file, key or argument; exit status 2; --debug shows the traceback --
 
-STUDY = """
-name = "cli-tiny"
-seed = 2
-[problem]
-operator = "denoise"
-image_size = 8
-noise_sigma = 0.1
-[prior]
-name = "phantom-gaussian"
-[data]
-family = "prior"
-num_calibration = 3
-num_test = 3
-[samplers.exact]
-sampler = "exact"
-num_samples = 4
-[diagnostics]
-audit = false
-"""
+STUDY = tiny_study_toml(3, 4)
 
 
 def _run(argv, capsys) -> tuple[int, str]:
@@ -294,3 +277,50 @@ def test_calibrate_of_a_folder_in_use_names_the_process(study, tmp_path, capsys)
     assert code == 2
     _one_line(err, "calibrate")
     assert f"in use by process {holder.pid}" in err
+
+
+def _missing_devices() -> list[tuple[str, str]]:
+    """Device names this machine cannot use, with the words of the refusal."""
+    import torch
+
+    cuda = (f"cuda:{torch.cuda.device_count()}", "CUDA device(s)") if torch.cuda.is_available() else \
+        ("cuda", "CUDA is not available")
+    return [cuda, ("gpu", "'gpu' is not a torch device"), ("meta", "meta holds no data")]
+
+
+@pytest.mark.parametrize("command", ["calibrate", "audit", "demo", "sample", "train"])
+@pytest.mark.parametrize("device, words", _missing_devices())
+def test_a_device_this_machine_lacks_is_refused_in_one_line_before_any_work(command, device, words, tmp_path,
+                                                                              monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.toml").write_text(STUDY)
+    argv = {"calibrate": ["calibrate", "study", "--out", "out"], "audit": ["audit", "study", "--out", "out"],
+            "demo": ["demo", "--size", "tiny", "--out", "out"],
+            "sample": ["sample", "--problem", "denoise", "--prior", "phantom-gaussian", "--out", "out"],
+            "train": ["train", "prior", "--config", "missing.toml", "--out", "out"]}[command]
+    code, err = _run(argv + ["--device", device, "--no-progress"], capsys)
+    assert code == 2
+    _one_line(err, command)
+    assert f"--device {device}" in err or f"--device '{device}'" in err
+    assert words in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "study" / "results").exists()
+
+
+def test_calibrate_on_a_device_gives_the_same_files_and_resumes_a_study_made_without_one(study, tmp_path, capsys):
+    """``--device cpu`` sends the spec's problem through ``.to`` and every task through the device path (what a
+    GPU takes): the results equal those of the run without the flag bit for bit; on a finished study it
+    recomputes nothing (the device is not part of any hash)."""
+    from safetensors.torch import load_file
+
+    folder = _copy_study(study, tmp_path)
+    files = sorted((folder / "results" / "exact").glob("*.safetensors"))
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    assert main(["calibrate", str(folder), "--no-progress", "--device", "cpu"]) == 0
+    assert files and {f: f.stat().st_mtime_ns for f in files} == stamps
+    for f in files:
+        f.unlink()
+    assert main(["calibrate", str(folder), "--no-progress", "--device", "cpu"]) == 0
+    for f in files:
+        again, before = load_file(str(f))["samples"], load_file(str(study / "results" / "exact" / f.name))["samples"]
+        assert again.device.type == "cpu" and again.equal(before), f.name

@@ -154,6 +154,15 @@ class Operator:
         """The registered tensors (masks, kernels, matrices, coil maps) by name."""
         return {name: self.__dict__[name] for name in self.__dict__.get("_tensor_names", [])}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the operator's tensors live: that of its first registered tensor, else the last device given
+        to :meth:`to` (an operator without tensors, e.g. the identity), else the CPU. Tensors an operator
+        creates for itself (singular values, permutations) are created here."""
+        for value in self.tensors.values():
+            return value.device
+        return self.__dict__.get("_device", torch.device("cpu"))
+
     def to(self, *args: Any, **kwargs: Any) -> Operator:
         """Move every registered tensor (and those of operators held as attributes), in place, and return
         ``self`` (like ``torch.nn.Module.to``).
@@ -174,6 +183,8 @@ class Operator:
         if dtype is not None and not dtype.is_floating_point and not dtype.is_complex:
             raise TypeError(f"to() needs a floating-point or complex dtype, got {dtype}")
         real = None if dtype is None else (dtype if dtype.is_floating_point else dtype.to_real())
+        if device is not None:
+            self.__dict__["_device"] = device
         for name, value in self.tensors.items():
             target = None
             if real is not None and value.is_floating_point():

@@ -200,7 +200,7 @@ class Blur(LinearOperator):
             k = self.kernel.detach().reshape(-1, *self.kernel.shape[-2:])
             centre = k[:, k.shape[1] // 2, k.shape[2] // 2]
             dirac = (centre == 1) & ((k != 0).reshape(k.shape[0], -1).sum(dim=1) == 1)
-            return dirac if bool(dirac.any()) else torch.zeros(0, dtype=torch.bool)
+            return dirac if bool(dirac.any()) else torch.zeros(0, dtype=torch.bool, device=k.device)
 
         if self.kernel.is_meta:  # shapes only (no values to inspect)
             return None

@@ -169,8 +169,8 @@ class MaskOperator(LinearOperator):
         self.register_tensor("mask", mask.detach().to(torch.float64))
         super().__init__(mask.shape, mask.shape)
         flat = self.mask.reshape(-1)
-        self._order = torch.argsort(-(flat > 0).to(torch.int8), stable=True)
-        self._inverse = torch.argsort(self._order)
+        self.register_tensor("_order", torch.argsort(-(flat > 0).to(torch.int8), stable=True))  # move with .to
+        self.register_tensor("_inverse", torch.argsort(self._order))
         self._rank = int((flat > 0).sum())
 
     def _m(self, like: torch.Tensor) -> torch.Tensor:

@@ -36,4 +36,4 @@ class Identity(LinearOperator):
         n = self.in_dim
         flat = lambda x: x.reshape(x.shape[0], -1)  # noqa: E731
         unflat = lambda c: c.reshape(c.shape[0], *self.in_shape)  # noqa: E731
-        return SVD(torch.ones(n, dtype=torch.float64), unflat, flat, unflat, flat)
+        return SVD(torch.ones(n, dtype=torch.float64, device=self.device), unflat, flat, unflat, flat)

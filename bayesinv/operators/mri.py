@@ -115,7 +115,8 @@ class MaskedFourier(LinearOperator):
         m = int(self._sampled.numel())
         Ut, U = permuted_layout(perm, self.in_shape) if self.output == "kspace" else (_identity, _identity)
 
-        return spectral_svd(singulars=torch.ones(m, dtype=torch.float64), perm=perm, in_shape=self.in_shape,
+        return spectral_svd(singulars=torch.ones(m, dtype=torch.float64, device=perm.device), perm=perm,
+                            in_shape=self.in_shape,
                             transform=lambda x: fft2(x, centred=True), inverse=lambda k: ifft2(k, centred=True),
                             Ut=Ut, U=U)
 
@@ -275,7 +276,8 @@ class MultiCoilMRI(LinearOperator):
         if self._pinv_cache is None:
             c, h, w = self.in_shape
             maps = self.coil_maps.detach().to(torch.complex128)  # (N, H, W)
-            dft = torch.fft.fftshift(torch.fft.fft(torch.eye(w, dtype=torch.complex128), norm="ortho"), dim=0)
+            dft = torch.fft.fftshift(torch.fft.fft(torch.eye(w, dtype=torch.complex128, device=maps.device),
+                                                   norm="ortho"), dim=0)
             mats = []
             for ch in range(c):
                 cols = self.mask[ch, 0].to(torch.complex128)  # (W,) sampled columns

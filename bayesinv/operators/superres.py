@@ -31,7 +31,7 @@ __all__ = ["SuperResolution", "block_basis"]
 def block_basis(factor: int) -> torch.Tensor:
     """Orthonormal ``(f^2, f^2)`` matrix (float64) whose first column is the constant ``1/f``."""
     k = factor * factor
-    seed = torch.eye(k, dtype=torch.float64)
+    seed = torch.eye(k, dtype=torch.float64, device="cpu")
     seed[:, 0] = 1.0
     q, _ = torch.linalg.qr(seed)
     return q * torch.sign(q[0, 0])
@@ -56,7 +56,7 @@ class SuperResolution(LinearOperator):
         super().__init__(in_shape, (c, h // factor, w // factor), input_complex=input_complex,
                          output_complex=input_complex)
         self.factor = factor
-        self._basis = block_basis(factor)
+        self.register_tensor("_basis", block_basis(factor))
 
     def _blocks(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, C, H/f, W/f, f*f)``."""
@@ -83,8 +83,8 @@ class SuperResolution(LinearOperator):
     def svd(self) -> SVD:
         m, f2 = self.out_dim, self.factor**2
         # coefficient of block b along basis vector j sits at flat index b * f^2 + j; the block means go first
-        perm = torch.arange(m * f2).reshape(m, f2).T.reshape(-1)
         basis = self._basis
+        perm = torch.arange(m * f2, device=basis.device).reshape(m, f2).T.reshape(-1)
 
         def transform(x):
             return self._blocks(x) @ basis.to(device=x.device, dtype=x.dtype)
@@ -99,7 +99,7 @@ class SuperResolution(LinearOperator):
         def U(coef):
             return coef.reshape(coef.shape[0], *self.out_shape)
 
-        singulars = torch.full((m,), 1.0 / self.factor, dtype=torch.float64)
+        singulars = torch.full((m,), 1.0 / self.factor, dtype=torch.float64, device=basis.device)
         return spectral_svd(singulars=singulars, perm=perm, in_shape=self.in_shape, transform=transform,
                             inverse=inverse, Ut=Ut, U=U)
 

@@ -42,11 +42,34 @@ class ScorePrior(TorchDistribution):
 
     arg_constraints: dict = {}
     has_rsample = False
+    #: the tensor attributes :meth:`to` moves (each analytic prior names its own; the schedule stays on the CPU
+    #: and its coefficients are moved to the input's device when read)
+    _tensor_attributes: tuple[str, ...] = ()
 
     def __init__(self, event_shape: Sequence[int], schedule: Schedule, validate_args=None):
         self.schedule = schedule
         super().__init__(batch_shape=torch.Size(), event_shape=torch.Size(tuple(event_shape)),
                          validate_args=validate_args)
+
+    # -- device -----------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the prior's tensors live (the CPU for a prior without any)."""
+        for name in self._tensor_attributes:
+            value = self.__dict__.get(name)
+            if isinstance(value, torch.Tensor):
+                return value.device
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> ScorePrior:
+        """Move the prior's tensors to ``device`` in place and return the prior (like ``Operator.to``): its
+        denoiser, score and densities then take and return tensors there, and its draws land there."""
+        device = torch.device(device)
+        for name in self._tensor_attributes:
+            value = self.__dict__.get(name)
+            if isinstance(value, torch.Tensor):
+                self.__dict__[name] = value.to(device)
+        return self
 
     # -- the contract -------------------------------------------------------------------------
     def denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:

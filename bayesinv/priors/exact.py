@@ -46,7 +46,8 @@ from bayesinv.noise import Gaussian
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.posterior import Posterior
 from bayesinv.priors._marginals import EqualTailedIntervals
-from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior, as_event_batch, symmetric_eigh
+from bayesinv.priors.gaussian import (GaussianPrior, StationaryGaussianPrior, as_event_batch, prior_normal,
+                                     symmetric_eigh)
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.priors.linear_gaussian import MAX_DENSE_DIM as _MAX_DENSE_DIM, dense_linear_gaussian
 from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
@@ -139,9 +140,11 @@ class GaussianMixturePosterior(EqualTailedIntervals):
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``n`` exact independent draws, ``(n, *event_shape)``."""
         n = int(n)
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
-            torch.zeros(0, dtype=torch.long)
-        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64) * self._eigvals[comp].sqrt()
+        device = self.weights.device  # drawn on the generator's device, then moved (the same numbers everywhere)
+        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
+        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
+            torch.zeros(0, dtype=torch.long, device=device)
+        z = prior_normal((n, self.dim), generator, device) * self._eigvals[comp].sqrt()
         x = self.means[comp] + torch.einsum("nde,ne->nd", self._eigvecs[comp], z)
         return x.reshape(n, *self.event_shape).to(dtype)
 
@@ -205,7 +208,8 @@ def _prior_components(prior) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if isinstance(prior, GaussianMixturePrior):
         return prior.weights, prior.means, prior.covariance_matrices
     if isinstance(prior, GaussianPrior | StationaryGaussianPrior):
-        return torch.ones(1, dtype=torch.float64), prior.mean_vector[None], prior.covariance_matrix[None]
+        ones = torch.ones(1, dtype=torch.float64, device=prior.device)
+        return ones, prior.mean_vector[None], prior.covariance_matrix[None]
     raise TypeError("exact_posterior needs a GaussianPrior, StationaryGaussianPrior or GaussianMixturePrior, "
                     f"got {type(prior).__name__}")
 
@@ -235,13 +239,13 @@ def exact_posterior(problem: InverseProblem, y: torch.Tensor, *, prior=None) -> 
     if d != means.shape[1]:
         raise ShapeError(f"the operator's in_dim {d} differs from the prior's dimension {means.shape[1]}")
     a_sigma = matrix @ covs  # (K, m, d)
-    s = a_sigma @ matrix.T + sigma**2 * torch.eye(m, dtype=torch.float64)  # (K, m, m)
+    s = a_sigma @ matrix.T + sigma**2 * torch.eye(m, dtype=torch.float64, device=covs.device)  # (K, m, m)
     chol = torch.linalg.cholesky(0.5 * (s + s.transpose(-1, -2)))
     resid = y_vec - means @ matrix.T  # (K, m)
     white_resid = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)[..., 0]
     gain = torch.cholesky_solve(a_sigma, chol).transpose(-1, -2)  # Sigma A^T S^{-1}: (K, d, m)
     post_means = means + (gain @ resid[..., None])[..., 0]
-    reduce = torch.eye(d, dtype=torch.float64) - gain @ matrix  # I - K A
+    reduce = torch.eye(d, dtype=torch.float64, device=covs.device) - gain @ matrix  # I - K A
     post_covs = reduce @ covs @ reduce.transpose(-1, -2) + sigma**2 * gain @ gain.transpose(-1, -2)
     log_ev = -0.5 * ((white_resid**2).sum(-1) + 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
                      + m * math.log(2 * math.pi))

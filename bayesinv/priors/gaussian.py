@@ -28,16 +28,18 @@ from pyro.distributions import constraints
 from bayesinv._validation import check_finite, check_tensor
 from bayesinv.errors import ShapeError
 from bayesinv.priors.base import ScorePrior
-from bayesinv.priors.schedules import Schedule, vp_linear
+from bayesinv.priors.schedules import Schedule, standard_normal, vp_linear
 
 __all__ = ["GaussianPrior", "StationaryGaussianPrior"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def batch_coefficients(schedule: Schedule, t, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(alpha_t, sigma_t)`` as float64 tensors of shape ``(batch,)`` (``t`` an int or ``(batch,)``)."""
-    like = torch.zeros(batch, 1, dtype=torch.float64)
+def batch_coefficients(schedule: Schedule, t, batch: int,
+                       device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(alpha_t, sigma_t)`` as float64 tensors of shape ``(batch,)`` on ``device`` (default: the CPU; ``t`` an
+    int or ``(batch,)``)."""
+    like = torch.zeros(batch, 1, dtype=torch.float64, device=device if device is not None else "cpu")
     alpha, sigma = schedule.coefficients(t, like)
     return alpha.reshape(-1).expand(batch), sigma.reshape(-1).expand(batch)
 
@@ -57,6 +59,14 @@ def as_event_batch(name: str, x: torch.Tensor, event_shape: tuple[int, ...]) -> 
     check_finite(name, x)
     batch = tuple(x.shape[: x.ndim - k])
     return x.reshape(-1, math.prod(event_shape)).to(torch.float64), batch
+
+
+def prior_normal(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """float64 ``N(0, I)`` draws for an analytic prior on ``device``: from ``generator`` on its own device and then
+    moved (a CPU generator gives the same numbers on every device), or from the global stream on ``device``."""
+    if generator is None:
+        return torch.randn(tuple(shape), dtype=torch.float64, device=device)
+    return standard_normal(shape, generator, torch.empty(0, dtype=torch.float64, device=device))
 
 
 def symmetric_eigh(name: str, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,10 +105,12 @@ class GaussianPrior(ScorePrior):
     """
 
     support = constraints.real_vector
+    _tensor_attributes = ("mean_vector", "covariance_matrix", "_eigvals", "_eigvecs")
 
     def __init__(self, mean, cov, *, schedule: Schedule | None = None, event_shape: Sequence[int] | None = None,
                  validate_args=None):
         mean = torch.as_tensor(mean, dtype=torch.float64)
+        device = mean.device  # the prior lives where its mean does (move it with .to)
         event_shape = tuple(mean.shape) if event_shape is None else tuple(int(s) for s in event_shape)
         if not event_shape:
             raise ShapeError("GaussianPrior needs a non-scalar mean or an explicit event_shape")
@@ -109,9 +121,9 @@ class GaussianPrior(ScorePrior):
             raise ShapeError(f"mean must have {d} elements for event_shape {event_shape}, "
                              f"got shape {tuple(mean.shape)}")
         self.mean_vector = check_finite("mean", mean.reshape(d).clone())
-        cov = torch.as_tensor(cov, dtype=torch.float64)
+        cov = torch.as_tensor(cov, dtype=torch.float64, device=device)
         if cov.ndim == 0:
-            cov = cov * torch.eye(d, dtype=torch.float64)
+            cov = cov * torch.eye(d, dtype=torch.float64, device=device)
         elif cov.ndim == 1:
             if cov.shape[0] != d:
                 raise ShapeError(f"cov as variances must have shape ({d},), got {tuple(cov.shape)}")
@@ -140,7 +152,7 @@ class GaussianPrior(ScorePrior):
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         xf = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
-        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
+        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0], xf.device)
         lam = self._eigvals
         gain = alpha[:, None] * lam / (alpha[:, None] ** 2 * lam + sigma[:, None] ** 2)
         out = self.mean_vector + (gain * self._rotated(xf, alpha)) @ self._eigvecs.T
@@ -149,7 +161,7 @@ class GaussianPrior(ScorePrior):
     def noisy_log_prob(self, x_t: torch.Tensor, t) -> torch.Tensor:
         """Exact ``log p_t(x_t)`` of ``N(alpha_t mu, alpha_t^2 Sigma + sigma_t^2 I)`` per sample, ``(B,)``."""
         xf, _ = as_event_batch("x_t", x_t, self.event_shape)
-        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
+        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0], xf.device)
         var = alpha[:, None] ** 2 * self._eigvals + sigma[:, None] ** 2
         return gaussian_log_density(self._rotated(xf, alpha), var)
 
@@ -158,14 +170,15 @@ class GaussianPrior(ScorePrior):
         xf, batch = as_event_batch("value", value, self.event_shape)
         if bool((self._eigvals <= 0).any()):
             raise ValueError("log_prob needs a positive-definite covariance; this one is singular")
-        ones = torch.ones(xf.shape[0], dtype=torch.float64)
+        ones = torch.ones(xf.shape[0], dtype=torch.float64, device=xf.device)
         return gaussian_log_density(self._rotated(xf, ones), self._eigvals.expand_as(xf)).reshape(batch)
 
     # -- sampling ---------------------------------------------------------------------------------
     def sample_n(self, n: int, *, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """``n`` independent draws ``mu + Q diag(sqrt(lambda)) z``, ``z ~ N(0, I)``: ``(n, *event_shape)``."""
-        z = torch.randn(int(n), self.dim, generator=generator, dtype=torch.float64)
+        """``n`` independent draws ``mu + Q diag(sqrt(lambda)) z``, ``z ~ N(0, I)``: ``(n, *event_shape)``, on the
+        prior's device."""
+        z = prior_normal((int(n), self.dim), generator, self.device)
         x = self.mean_vector + (z * self._eigvals.sqrt()) @ self._eigvecs.T
         return x.reshape(int(n), *self.event_shape).to(dtype)
 
@@ -194,6 +207,7 @@ class StationaryGaussianPrior(ScorePrior):
     """
 
     support = constraints.real_vector
+    _tensor_attributes = ("power_spectrum", "_mean")
 
     def __init__(self, power_spectrum: torch.Tensor, mean=0.0, *, schedule: Schedule | None = None,
                  validate_args=None):
@@ -210,7 +224,7 @@ class StationaryGaussianPrior(ScorePrior):
         if not torch.allclose(p, mirrored, rtol=1e-8, atol=1e-12 * float(p.max())):
             raise ValueError("power_spectrum must be symmetric, p[k] = p[-k], for the prior to be real")
         self.power_spectrum = p
-        mean = torch.as_tensor(mean, dtype=torch.float64)
+        mean = torch.as_tensor(mean, dtype=torch.float64, device=p.device)
         self._mean = check_finite("mean", mean.expand(p.shape).clone())
         super().__init__(p.shape, schedule if schedule is not None else vp_linear(), validate_args=validate_args)
 
@@ -231,8 +245,8 @@ class StationaryGaussianPrior(ScorePrior):
             raise ValueError(f"need shape (C, H, W), length_scale > 0, variance > 0, nugget >= 0; got {shape}, "
                              f"{length_scale}, {variance}, {nugget}")
         _, h, w = shape
-        dh = torch.arange(h, dtype=torch.float64)
-        dw = torch.arange(w, dtype=torch.float64)
+        dh = torch.arange(h, dtype=torch.float64, device="cpu")
+        dw = torch.arange(w, dtype=torch.float64, device="cpu")
         dh, dw = torch.minimum(dh, h - dh), torch.minimum(dw, w - dw)
         row = variance * torch.exp(-(dh[:, None] ** 2 + dw[None, :] ** 2) / (2 * length_scale**2))
         p = torch.fft.fft2(row).real.clamp_min(0.0) + nugget
@@ -265,7 +279,7 @@ class StationaryGaussianPrior(ScorePrior):
         """The dense ``(d, d)`` covariance (small images only, ``d <= 4096``)."""
         if self.dim > 4096:
             raise ValueError(f"covariance_matrix is dense; d={self.dim} > 4096 is too large")
-        eye = torch.eye(self.dim, dtype=torch.float64).reshape(self.dim, *self.event_shape)
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.device).reshape(self.dim, *self.event_shape)
         return self.apply_filter(eye, self.power_spectrum).reshape(self.dim, self.dim)
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
@@ -296,8 +310,9 @@ class StationaryGaussianPrior(ScorePrior):
 
     def sample_n(self, n: int, *, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """``n`` draws ``mu + F^H diag(sqrt(p)) F z`` with real white ``z``: ``(n, C, H, W)``."""
-        z = torch.randn(int(n), *self.event_shape, generator=generator, dtype=torch.float64)
+        """``n`` draws ``mu + F^H diag(sqrt(p)) F z`` with real white ``z``: ``(n, C, H, W)``, on the prior's
+        device."""
+        z = prior_normal((int(n), *self.event_shape), generator, self.device)
         return (self._mean + self.apply_filter(z, self.power_spectrum.sqrt())).to(dtype)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:

@@ -81,9 +81,9 @@ def grid_locations(size: int, num_locations: int) -> torch.Tensor:
     if side * side != int(num_locations) or side < 1:
         raise ValueError(f"num_locations must be a positive square number, got {num_locations}")
     if side == 1:
-        axis = torch.tensor([(size - 1) / 2], dtype=torch.float64)
+        axis = torch.tensor([(size - 1) / 2], dtype=torch.float64, device="cpu")
     else:
-        axis = torch.linspace(0.275 * (size - 1), 0.725 * (size - 1), side, dtype=torch.float64).round()
+        axis = torch.linspace(0.275 * (size - 1), 0.725 * (size - 1), side, dtype=torch.float64, device="cpu").round()
     rows, cols = torch.meshgrid(axis, axis, indexing="ij")
     return torch.stack([rows.reshape(-1), cols.reshape(-1)], 1)
 
@@ -100,7 +100,7 @@ def lesion_offsets(size: int, locations: torch.Tensor, *, radius: float, contras
     locations = torch.as_tensor(locations, dtype=torch.float64)
     if locations.ndim != 2 or locations.shape[1] != 2:
         raise ShapeError(f"locations must have shape (K, 2), got {tuple(locations.shape)}")
-    grid = torch.arange(size, dtype=torch.float64)
+    grid = torch.arange(size, dtype=torch.float64, device=locations.device)
     dr = (grid[None, :, None] - locations[:, 0, None, None]).remainder(size)
     dc = (grid[None, None, :] - locations[:, 1, None, None]).remainder(size)
     dist = torch.sqrt(torch.minimum(dr, size - dr) ** 2 + torch.minimum(dc, size - dc) ** 2)
@@ -125,6 +125,7 @@ class LesionMixturePrior(ScorePrior):
     """
 
     support = constraints.real_vector
+    _tensor_attributes = ("offsets", "masks", "location_index", "weights", "_offset_power", "locations")
 
     def __init__(self, power_spectrum: torch.Tensor, mean, offsets: torch.Tensor, *, lesion_weight: float = 0.5,
                  masks: torch.Tensor | None = None, location_index: torch.Tensor | None = None,
@@ -144,11 +145,12 @@ class LesionMixturePrior(ScorePrior):
         num = offsets.shape[0]
         self.offsets = offsets.reshape(num, -1).clone()  # (L, d)
         self.masks = None if masks is None else masks.reshape(num, *p.shape).bool().clone()
-        self.location_index = torch.arange(num) if location_index is None else torch.as_tensor(location_index).long()
+        self.location_index = torch.arange(num, device=offsets.device) if location_index is None else \
+            torch.as_tensor(location_index, device=offsets.device).long()
         if self.location_index.shape != (num,):
             raise ShapeError(f"location_index must have shape ({num},), got {tuple(self.location_index.shape)}")
-        self.weights = torch.cat([torch.tensor([1 - lesion_weight], dtype=torch.float64),
-                                  torch.full((num,), lesion_weight / num, dtype=torch.float64)])
+        self.weights = torch.cat([torch.tensor([1 - lesion_weight], dtype=torch.float64, device=offsets.device),
+                                  torch.full((num,), lesion_weight / num, dtype=torch.float64, device=offsets.device)])
         self.lesion_weight = float(lesion_weight)
         self._offset_power = (torch.fft.fft2(offsets, norm="ortho").abs() ** 2).reshape(num, -1)  # |F delta_j|^2
         self.fit_info: dict = {}
@@ -170,6 +172,11 @@ class LesionMixturePrior(ScorePrior):
                           "contrast": float(contrast), "lesion_weight": float(lesion_weight)}
         prior.locations = locations
         return prior
+
+    def to(self, device: str | torch.device) -> LesionMixturePrior:
+        """Move the lesion tensors and the background prior to ``device`` (in place) and return the prior."""
+        self.background.to(device)
+        return super().to(device)
 
     # -- description ------------------------------------------------------------------------------
     @property
@@ -224,14 +231,15 @@ class LesionMixturePrior(ScorePrior):
         v = torch.fft.ifft2(coef / var, norm="ortho").real.reshape(b, -1)  # C_t^{-1} u
         a = alpha[:, None]
         lesion = a * (v @ self.offsets.T) - 0.5 * a**2 * ((1 / var).reshape(b, -1) @ self._offset_power.T)
-        log_joint = self.weights.log() + torch.cat([torch.zeros(b, 1, dtype=torch.float64), lesion], 1)
+        none = torch.zeros(b, 1, dtype=torch.float64, device=xf.device)
+        log_joint = self.weights.log() + torch.cat([none, lesion], 1)
         shared = -0.5 * ((coef.abs() ** 2 / var).reshape(b, -1).sum(1) + var.log().reshape(b, -1).sum(1)
                          + self.dim * _LOG_2PI)
         return log_joint, shared, var
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         xf = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
-        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
+        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0], xf.device)
         log_joint, _, var = self._parts(xf, alpha, sigma)
         resp = torch.softmax(log_joint, 1)
         mbar = (self.background.mean_vector + resp[:, 1:] @ self.offsets).reshape(-1, *self.event_shape)
@@ -246,9 +254,9 @@ class LesionMixturePrior(ScorePrior):
 
     def _log_joint_at(self, xf: torch.Tensor, t):
         if t is None:
-            ones = torch.ones(xf.shape[0], dtype=torch.float64)
+            ones = torch.ones(xf.shape[0], dtype=torch.float64, device=xf.device)
             return self._parts(xf, ones, torch.zeros_like(ones))
-        return self._parts(xf, *batch_coefficients(self.schedule, t, xf.shape[0]))
+        return self._parts(xf, *batch_coefficients(self.schedule, t, xf.shape[0], xf.device))
 
     def lesion_probability(self, x: torch.Tensor, t=None) -> torch.Tensor:
         """``P(any lesion | x)`` per image ``(B,)`` (``t=None``: clean images; else given ``x_t``).
@@ -261,7 +269,7 @@ class LesionMixturePrior(ScorePrior):
     def location_probabilities(self, x: torch.Tensor, t=None) -> torch.Tensor:
         """``P(lesion at location k | x)`` ``(B, K)`` (both signs summed)."""
         resp = self.responsibilities(x, t)[:, 1:]
-        out = torch.zeros(resp.shape[0], self.num_locations, dtype=torch.float64)
+        out = torch.zeros(resp.shape[0], self.num_locations, dtype=torch.float64, device=resp.device)
         return out.index_add_(1, self.location_index, resp)
 
     def noisy_log_prob(self, x_t: torch.Tensor, t) -> torch.Tensor:
@@ -281,10 +289,12 @@ class LesionMixturePrior(ScorePrior):
                           dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` draws and their component indices ``(n,)`` (0 = no lesion)."""
         n = int(n)
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
-            torch.zeros(0, dtype=torch.long)
+        device = self.device
+        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
+        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
+            torch.zeros(0, dtype=torch.long, device=device)
         background = self.background.sample_n(n, generator=generator)
-        means = torch.cat([torch.zeros(1, self.dim, dtype=torch.float64), self.offsets])[comp]
+        means = torch.cat([torch.zeros(1, self.dim, dtype=torch.float64, device=device), self.offsets])[comp]
         return (background + means.reshape(n, *self.event_shape)).to(dtype), comp
 
     def sample_n(self, n: int, *, generator: torch.Generator | None = None,

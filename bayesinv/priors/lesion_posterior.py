@@ -27,7 +27,7 @@ from bayesinv._validation import check_tensor
 from bayesinv.errors import ShapeError
 from bayesinv.posterior import Posterior
 from bayesinv.priors._marginals import EqualTailedIntervals
-from bayesinv.priors.gaussian import as_event_batch
+from bayesinv.priors.gaussian import as_event_batch, prior_normal
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.problem import InverseProblem
 
@@ -105,7 +105,8 @@ class SharedCovarianceMixturePosterior(EqualTailedIntervals):
             raise ValueError("this posterior has no lesion labels")
         lesion = self.location_index >= 0
         num = int(self.location_index.max()) + 1
-        return torch.zeros(num, dtype=torch.float64).index_add_(0, self.location_index[lesion], self.weights[lesion])
+        out = torch.zeros(num, dtype=torch.float64, device=self.weights.device)
+        return out.index_add_(0, self.location_index[lesion], self.weights[lesion])
 
     # -- moments ----------------------------------------------------------------------------------------
     @property
@@ -144,9 +145,11 @@ class SharedCovarianceMixturePosterior(EqualTailedIntervals):
                           dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` exact draws ``(n, *event_shape)`` and their components ``(n,)``."""
         n = int(n)
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
-            torch.zeros(0, dtype=torch.long)
-        z = torch.randn(n, self._factor.shape[1], generator=generator, dtype=torch.float64)
+        device = self.weights.device  # drawn on the generator's device, then moved (the same numbers everywhere)
+        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
+        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
+            torch.zeros(0, dtype=torch.long, device=device)
+        z = prior_normal((n, self._factor.shape[1]), generator, device)
         x = self.means[comp] + z @ self._factor.T
         return x.reshape(n, *self.event_shape).to(dtype), comp
 
@@ -223,17 +226,17 @@ class LesionPosteriorSolver:
         if not isinstance(prior, LesionMixturePrior):
             raise TypeError(f"LesionPosteriorSolver needs a LesionMixturePrior, got {type(prior).__name__}")
         self.problem, self.prior = problem, prior
-        zero_y = problem.operator(torch.zeros(1, *prior.event_shape, dtype=torch.float64))
+        zero_y = problem.operator(torch.zeros(1, *prior.event_shape, dtype=torch.float64, device=prior.device))
         matrix, _, sigma = dense_linear_gaussian(problem, zero_y)
         if matrix.shape[1] != prior.dim:
             raise ShapeError(f"the operator's in_dim {matrix.shape[1]} differs from the prior's dimension {prior.dim}")
         m = matrix.shape[0]
         cov = prior.covariance_matrix
         a_cov = matrix @ cov  # (m, d)
-        s = a_cov @ matrix.T + sigma**2 * torch.eye(m, dtype=torch.float64)
+        s = a_cov @ matrix.T + sigma**2 * torch.eye(m, dtype=torch.float64, device=cov.device)
         self._chol_s = torch.linalg.cholesky(0.5 * (s + s.T))
         self._gain = torch.cholesky_solve(a_cov, self._chol_s).T  # (d, m)
-        reduce = torch.eye(prior.dim, dtype=torch.float64) - self._gain @ matrix
+        reduce = torch.eye(prior.dim, dtype=torch.float64, device=cov.device) - self._gain @ matrix
         self.shared_cov = reduce @ cov @ reduce.T + sigma**2 * self._gain @ self._gain.T
         self.shared_cov = 0.5 * (self.shared_cov + self.shared_cov.T)
         self._factor = _psd_factor(self.shared_cov)
@@ -241,7 +244,7 @@ class LesionPosteriorSolver:
         self._means = prior.means  # (J, d)
         self._projected = self._means @ matrix.T  # (J, m)
         self._log_det_s = 2 * torch.diagonal(self._chol_s).log().sum()
-        self._location_index = torch.cat([torch.tensor([-1]), prior.location_index])
+        self._location_index = torch.cat([torch.tensor([-1], device=prior.location_index.device), prior.location_index])
 
     def posterior(self, y: torch.Tensor) -> SharedCovarianceMixturePosterior:
         """The exact posterior given one measurement ``y`` (``out_shape`` or ``(1, *out_shape)``)."""

@@ -34,7 +34,7 @@ from pyro.distributions import constraints
 from bayesinv._validation import check_finite
 from bayesinv.errors import ShapeError
 from bayesinv.priors.base import ScorePrior
-from bayesinv.priors.gaussian import (_LOG_2PI, as_event_batch, batch_coefficients, gaussian_log_density,
+from bayesinv.priors.gaussian import (_LOG_2PI, as_event_batch, batch_coefficients, gaussian_log_density, prior_normal,
                                      symmetric_eigh)
 from bayesinv.priors.schedules import Schedule, vp_linear
 
@@ -60,11 +60,12 @@ class GaussianMixturePrior(ScorePrior):
     """
 
     support = constraints.real_vector
+    _tensor_attributes = ("weights", "means", "_eigvals", "_eigvecs", "_iso_var", "_mean_sq")
 
     def __init__(self, weights, means, covs=1.0, *, schedule: Schedule | None = None,
                  event_shape: Sequence[int] | None = None, validate_args=None):
         weights = check_finite("weights", torch.as_tensor(weights, dtype=torch.float64))
-        means = check_finite("means", torch.as_tensor(means, dtype=torch.float64))
+        means = check_finite("means", torch.as_tensor(means, dtype=torch.float64, device=weights.device))
         if weights.ndim != 1 or weights.numel() == 0:
             raise ShapeError(f"weights must have shape (K,) with K >= 1, got {tuple(weights.shape)}")
         if bool((weights < 0).any()) or float(weights.sum()) <= 0:
@@ -79,7 +80,8 @@ class GaussianMixturePrior(ScorePrior):
                              f"got shape {tuple(means.shape)}")
         self.weights = weights / weights.sum()
         self.means = means.reshape(k, d).clone()
-        self._eigvals, self._eigvecs = self._decompose(torch.as_tensor(covs, dtype=torch.float64), k, d)
+        covs = torch.as_tensor(covs, dtype=torch.float64, device=weights.device)
+        self._eigvals, self._eigvecs = self._decompose(covs, k, d)
         isotropic = self._eigvecs is None and bool((self._eigvals == self._eigvals[:, :1]).all())
         self._iso_var = self._eigvals[:, 0].clone() if isotropic else None  # (K,) s_k, or None
         self._mean_sq = (self.means**2).sum(1)  # (K,)
@@ -140,12 +142,12 @@ class GaussianMixturePrior(ScorePrior):
     # -- exact noisy quantities -----------------------------------------------------------------
     def _components(self, xf: torch.Tensor, t) -> tuple[torch.Tensor, ...]:
         """Per-component rotated residuals, noisy variances and log-joints ``log w_k + log N_k(x_t)``."""
-        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
+        alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0], xf.device)
         return self._components_at(xf, alpha, sigma)
 
     def _noisy_log_joint(self, xf: torch.Tensor, t) -> torch.Tensor:
         """:meth:`_log_joint` at timestep(s) ``t``."""
-        return self._log_joint(xf, *batch_coefficients(self.schedule, t, xf.shape[0]))
+        return self._log_joint(xf, *batch_coefficients(self.schedule, t, xf.shape[0], xf.device))
 
     def _log_joint(self, xf: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``log w_k + log N(x; alpha mu_k, alpha^2 Sigma_k + sigma^2 I)``: ``(B, K)``."""
@@ -171,7 +173,7 @@ class GaussianMixturePrior(ScorePrior):
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         xf = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
         if self._iso_var is not None:  # sum_k r_k c_k (x - a mu_k) with c_k = a s_k / (a^2 s_k + sigma^2)
-            alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0])
+            alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0], xf.device)
             var, log_joint = self._isotropic_parts(xf, alpha, sigma)
             resp = torch.softmax(log_joint, dim=1)
             weighted = resp * (alpha[:, None] * self._iso_var / var)
@@ -200,18 +202,21 @@ class GaussianMixturePrior(ScorePrior):
         xf, batch = as_event_batch("value", value, self.event_shape)
         if bool((self._eigvals <= 0).any()):
             raise ValueError("log_prob needs positive-definite component covariances; one is singular")
-        ones = torch.ones(xf.shape[0], dtype=torch.float64)
+        ones = torch.ones(xf.shape[0], dtype=torch.float64, device=xf.device)
         log_joint = self._log_joint(xf, ones, torch.zeros_like(ones))
         return torch.logsumexp(log_joint, dim=1).reshape(batch)
 
     # -- sampling ---------------------------------------------------------------------------------
     def sample_n(self, n: int, *, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """``n`` independent draws: ``k ~ Categorical(w)``, ``x = mu_k + Q_k diag(sqrt(lambda_k)) z``."""
+        """``n`` independent draws: ``k ~ Categorical(w)``, ``x = mu_k + Q_k diag(sqrt(lambda_k)) z``, on the prior's
+        device (the component and ``z`` are drawn on the generator's device and moved)."""
         n = int(n)
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
-            torch.zeros(0, dtype=torch.long)
-        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64) * self._eigvals[comp].sqrt()
+        device = self.device
+        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
+        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
+            torch.zeros(0, dtype=torch.long, device=device)
+        z = prior_normal((n, self.dim), generator, device) * self._eigvals[comp].sqrt()
         if self._eigvecs is not None:
             z = torch.einsum("nde,ne->nd", self._eigvecs[comp], z)
         return (self.means[comp] + z).reshape(n, *self.event_shape).to(dtype)
@@ -243,9 +248,9 @@ def grid_mixture(dim: int, *, generator: torch.Generator | None = None, spacing:
     if int(dim) < 1 or int(points_per_axis) < 1:
         raise ValueError(f"dim and points_per_axis must be positive, got {dim} and {points_per_axis}")
     half = (int(points_per_axis) - 1) / 2
-    axis = (torch.arange(int(points_per_axis), dtype=torch.float64) - half) * float(spacing)
+    axis = (torch.arange(int(points_per_axis), dtype=torch.float64, device="cpu") - half) * float(spacing)
     ii, jj = torch.meshgrid(axis, axis, indexing="ij")
     pairs = torch.stack([ii.reshape(-1), jj.reshape(-1)], dim=1)  # (K, 2)
     means = pairs.repeat(1, (int(dim) + 1) // 2)[:, : int(dim)]
-    weights = torch.randn(pairs.shape[0], generator=generator, dtype=torch.float64) ** 2
+    weights = torch.randn(pairs.shape[0], generator=generator, dtype=torch.float64, device="cpu") ** 2
     return GaussianMixturePrior(weights, means, float(variance), schedule=schedule)

@@ -102,18 +102,19 @@ def dirac_update(y: torch.Tensor, x0_hat: torch.Tensor, t: float, t_next: float,
     return out
 
 
-def _resolve_model(model, problem: InverseProblem) -> DiracModel:
+def _resolve_model(model, problem: InverseProblem, device: torch.device) -> DiracModel:
+    """The Dirac model; a named or shipped one is loaded with its network on ``device`` (that of ``y``)."""
     if isinstance(model, DiracModel):
         return model
     if isinstance(model, str):
-        return load_dirac(model)
+        return load_dirac(model, device=device)
     if model is not None:
         raise TypeError(f"dirac: model must be a DiracModel, a model name such as 'dirac-blur32' or None, "
                         f"got {type(model).__name__}")
     reasons = []
     for name in SHIPPED_MODELS:
         try:
-            candidate = load_dirac(name)
+            candidate = load_dirac(name, device=device)
             candidate.degradation.check_target(problem.operator)
             return candidate
         except (ValueError, FileNotFoundError) as err:
@@ -216,7 +217,7 @@ def sample_dirac(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, 
     name = "dirac"
     y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
                      need_score_prior=False)
-    model = _resolve_model(model, problem)
+    model = _resolve_model(model, problem, y.device)
     operator = _check_problem(problem, model)
     settings = _settings(model, variant, {"steps": steps, "stop_time": stop_time, "dc_step": dc_step,
                                           "dc_scaling": dc_scaling, "last": last})

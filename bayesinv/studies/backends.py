@@ -37,12 +37,14 @@ def _describe(bar, task) -> None:
 
 def run_tasks(run_task: Callable[..., str], spec: StudySpec, results: Path, tasks: Sequence[tuple[str, str, int]],
               *, backend: str = "local", workers: int = 1, problem=None, bar=None,
-              on_task: Callable[[str, str, int, str], None] | None = None) -> None:
+              on_task: Callable[[str, str, int, str], None] | None = None, device: str | None = None) -> None:
     """Run ``tasks`` (``(label, split, index)`` triples) on ``backend``; update ``bar`` as they finish.
 
     Each task runs as ``run_task(spec, results, label, split, index)`` (plus ``problem=problem`` on the serial
-    local backend) and returns its status (``"done"`` or ``"skipped"``), which ``on_task`` receives.
+    local backend, and ``device=device`` when a device is given: every process samples on it) and returns its
+    status (``"done"`` or ``"skipped"``), which ``on_task`` receives.
     """
+    extra = {} if device is None else {"device": device}
     if backend not in BACKENDS:
         raise StudySpecError(f"unknown backend {backend!r}; use one of {BACKENDS}")
     if workers < 1:
@@ -57,11 +59,11 @@ def run_tasks(run_task: Callable[..., str], spec: StudySpec, results: Path, task
 
     if backend == "local" and workers == 1:
         for task in tasks:
-            finished(task, run_task(spec, results, *task, problem=problem))
+            finished(task, run_task(spec, results, *task, problem=problem, **extra))
     elif backend == "local":
         # spawn, not fork: forking a process whose torch/JAX thread pools are running can deadlock the child
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_task, spec, results, *task): task for task in tasks}
+            futures = {pool.submit(run_task, spec, results, *task, **extra): task for task in tasks}
             for future in as_completed(futures):
                 finished(futures[future], future.result())
     else:
@@ -72,7 +74,7 @@ def run_tasks(run_task: Callable[..., str], spec: StudySpec, results: Path, task
         if not ray.is_initialized():
             ray.init()
         remote = ray.remote(run_task)
-        refs = {remote.remote(spec, results, *task): task for task in tasks}
+        refs = {remote.remote(spec, results, *task, **extra): task for task in tasks}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

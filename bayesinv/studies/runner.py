@@ -67,14 +67,22 @@ def build_problem(spec: StudySpec, prior=None) -> InverseProblem:
         raise StudySpecError(f"study spec: bad 'problem.operator_options' for {spec.operator!r}: {exc}") from exc
 
 
-_PROBLEMS: dict[str, InverseProblem] = {}
+_PROBLEMS: dict[str | tuple[str, str], InverseProblem] = {}  # repr(spec) (CPU) or (repr(spec), device) -> problem
 
 
-def study_problem(spec: StudySpec) -> InverseProblem:
-    """``build_problem(spec, resolve_prior(...))``, cached per process (workers reuse it across tasks)."""
-    key = repr(spec)
+def study_problem(spec: StudySpec, device: str | torch.device | None = None) -> InverseProblem:
+    """``build_problem(spec, resolve_prior(...))``, cached per process and device (workers reuse it across
+    tasks). With a ``device`` other than the CPU, the operator and the prior (network or analytic) live there."""
+    device = None if device is None else torch.device(device)
+    key: str | tuple[str, str] = repr(spec)
+    if device is not None and device.type != "cpu":
+        key = (repr(spec), str(device))
     if key not in _PROBLEMS:
-        _PROBLEMS[key] = build_problem(spec, resolve_prior(spec.prior, spec.image_size))
+        problem = build_problem(spec, resolve_prior(spec.prior, spec.image_size))
+        if device is not None:
+            problem.operator.to(device)
+            problem.prior.to(device)
+        _PROBLEMS[key] = problem
     return _PROBLEMS[key]
 
 
@@ -104,7 +112,8 @@ def result_path(results: Path, label: str, split: str, index: int) -> Path:
 
 def _custom(spec: StudySpec, problem: InverseProblem | None):
     """A description of ``problem`` when it is not the one the spec builds (part of every hash), else None."""
-    if problem is None or _PROBLEMS.get(repr(spec)) is problem:
+    if problem is None or any(p is problem for k, p in _PROBLEMS.items()
+                              if k == repr(spec) or (isinstance(k, tuple) and k[0] == repr(spec))):
         return None
     # an object's default repr holds its address, which differs between runs: keep the rest
     return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(problem.describe(), default=repr)))
@@ -245,8 +254,12 @@ def _sample_whole(sampler, problem: InverseProblem, y: torch.Tensor, seed: int) 
 
 
 def run_task(spec: StudySpec, results: Path, label: str, split: str, index: int,
-             problem: InverseProblem | None = None) -> str:
-    """Run one (sampler, case) task unless its result verifies; returns ``"done"`` or ``"skipped"``."""
+             problem: InverseProblem | None = None, device: str | None = None) -> str:
+    """Run one (sampler, case) task unless its result verifies; returns ``"done"`` or ``"skipped"``.
+
+    ``device``: where the operator, the prior and the chains live (the spec's problem is built there); the
+    case is read from disk and the samples are written back from the CPU, so the files are the same.
+    """
     provenance = _result_provenance(spec, label, split, index, problem)
     sampler = next(s for s in spec.samplers if s.label == label)
     path = result_path(results, label, split, index)
@@ -255,10 +268,12 @@ def run_task(spec: StudySpec, results: Path, label: str, split: str, index: int,
         return "skipped"
     if why != "missing":
         LOG.warning("recomputing %s: %s", path, why)
-    problem = study_problem(spec) if problem is None else problem
+    problem = study_problem(spec, device) if problem is None else problem
     case = load_case(results, split, index)
     seed = task_seed(spec.seed, split, index, label)
-    post = _sample_whole(sampler, problem, _in_prior_dtype(problem, case["y"].unsqueeze(0)), seed)
+    y = _in_prior_dtype(problem, case["y"].unsqueeze(0))
+    post = _sample_whole(sampler, problem, y if device is None else y.to(device), seed)
+    post.samples = post.samples.cpu()
     post.seed = seed
     store.save_result(post, path, provenance)
     return "done"
@@ -277,7 +292,8 @@ def study_tasks(spec: StudySpec, labels: Iterable[str] | None = None) -> list[tu
 
 def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend: str = "local", workers: int = 1,
               progress: bool = True, labels: Iterable[str] | None = None, problem: InverseProblem | None = None,
-              on_task: Callable[[str, str, int, str], None] | None = None, recompute: bool = True) -> Path:
+              on_task: Callable[[str, str, int, str], None] | None = None, recompute: bool = True,
+              device: str | torch.device | None = None) -> Path:
     """Run every (case x sampler) of ``spec`` without a verified result; returns the results folder.
 
     Parameters
@@ -294,10 +310,22 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
     recompute : compute again the files that are stale (another spec, prior or version) or broken
         (truncated, cut short); with ``False`` such files raise
         :class:`~bayesinv.studies.store.StaleResultsError` before any work is done.
+    device : where the samplers run (e.g. ``"cuda"``): the operator, the prior and the chains move there on
+        every backend; cases are drawn and results written on the CPU. Not part of any hash (a device changes
+        only rounding, like the thread count; see :mod:`~bayesinv.studies.store`), so a study computed on one
+        device resumes on another. Refused with a custom ``problem=`` (move that problem yourself).
 
     The results folder is locked for the run (:func:`~bayesinv.studies.lock.study_lock`): a second run on
     it raises :class:`~bayesinv.studies.lock.StudyLocked` naming the process that holds it.
     """
+    if device is not None:
+        from bayesinv._validation import check_device
+
+        device = check_device(device)
+        if problem is not None:
+            raise StudySpecError("device= applies to the problem the spec builds; move a custom problem= yourself "
+                                 "(problem.operator.to(device), problem.prior.to(device)) and leave device unset")
+        device = str(device)  # a name, for worker processes and Ray; "cpu" takes the same path as "cuda"
     results = Path(out) if out is not None else spec.folder / "results"
     try:
         results.mkdir(parents=True, exist_ok=True)
@@ -325,8 +353,10 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
         todo = [t for t in tasks if not is_done(results, *t, spec=spec, problem=problem)]
         bar = tqdm(total=len(todo), desc=f"study {spec.name}", unit="task", disable=not progress)
         try:
-            run_tasks(run_task, spec, results, todo, backend=backend, workers=workers, problem=local_problem, bar=bar,
-                      on_task=on_task)
+            # on a device, the serial backend's tasks get the spec's problem built there (cases stay CPU-drawn)
+            task_problem = local_problem if device is None else study_problem(spec, device)
+            run_tasks(run_task, spec, results, todo, backend=backend, workers=workers, problem=task_problem, bar=bar,
+                      on_task=on_task, device=device)
         finally:
             bar.close()
     return results

@@ -111,7 +111,14 @@ def _sampler_models(sampler) -> dict[str, str | None]:
 
 
 def result_provenance(spec, label: str, split: str, index: int, case_hash: str) -> dict[str, Any]:
-    """What one (sampler, case) result depends on (with its ``hash``)."""
+    """What one (sampler, case) result depends on (with its ``hash``).
+
+    The device the samplers ran on (``run_study(device=...)``, ``--device``) is deliberately not a part, nor
+    the number of threads: both change only floating-point rounding (the random draws come from the task's
+    CPU generator on every device, and cases are always drawn on the CPU), so a result computed on the CPU
+    is a valid result of the spec on a GPU and the reverse; hashing the device would make a finished CPU study
+    stale the moment it is resumed on a GPU and recompute all of it.
+    """
     import bayesinv
 
     sampler = next(s for s in spec.samplers if s.label == label)

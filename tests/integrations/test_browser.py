@@ -15,10 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from bayesinv import Gaussian, InverseProblem
-from bayesinv.operators import Identity
-from bayesinv.report import render_report
-from bayesinv.studies import analyze_study, parse_study, resolve_prior, run_study
+from tests.report.helpers import tiny_report
 
 pytestmark = pytest.mark.integrations
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "chrome-headless-shell", "google-chrome")
@@ -95,17 +92,7 @@ def _overlapping(blocks):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser")
-    doc = {"name": "browser", "seed": 1, "problem": {"operator": "denoise", "image_size": 8, "noise_sigma": 0.1},
-           "prior": {"name": "phantom-gaussian"},
-           "data": {"family": "ellipses", "num_calibration": 6, "num_test": 8, "num_ood": 2},
-           "samplers": {"exact": {"sampler": "exact", "num_samples": 12},
-                        "point": {"sampler": "exact", "num_samples": 1}}}
-    spec = parse_study(doc, folder / "study.toml")
-    problem = InverseProblem(Identity((1, 8, 8)), Gaussian(0.1), resolve_prior("phantom-gaussian", 8))
-    results = run_study(spec, problem=problem, progress=False)
-    analyze_study(spec, results, problem=problem, progress=False)
-    return render_report(results)
+    return tiny_report(tmp_path_factory.mktemp("browser"), "browser")[0]
 
 
 def test_the_probe_catches_a_broken_image_and_a_console_error(tmp_path):

@@ -7,10 +7,8 @@ import json
 import markupsafe
 import pytest
 
-from bayesinv import Gaussian, InverseProblem
-from bayesinv.operators import Identity
 from bayesinv.report import render_report
-from bayesinv.studies import analyze_study, parse_study, resolve_prior, run_study
+from tests.report.helpers import tiny_report
 
 
 class _Collector(html.parser.HTMLParser):
@@ -60,17 +58,7 @@ class _Collector(html.parser.HTMLParser):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("study")
-    doc = {"name": "tiny-report", "seed": 1, "problem": {"operator": "denoise", "image_size": 8, "noise_sigma": 0.1},
-           "prior": {"name": "phantom-gaussian"},
-           "data": {"family": "ellipses", "num_calibration": 6, "num_test": 8, "num_ood": 2},
-           "samplers": {"exact": {"sampler": "exact", "num_samples": 12},
-                        "point": {"sampler": "exact", "num_samples": 1}}}
-    spec = parse_study(doc, folder / "study.toml")
-    problem = InverseProblem(Identity((1, 8, 8)), Gaussian(0.1), resolve_prior("phantom-gaussian", 8))
-    results = run_study(spec, problem=problem, progress=False)
-    analysis = analyze_study(spec, results, problem=problem, progress=False)
-    return render_report(results), analysis
+    return tiny_report(tmp_path_factory.mktemp("study"), "tiny-report")
 
 
 @pytest.mark.slow

@@ -73,3 +73,87 @@ def test_a_tensor_created_without_device_is_caught():
             bool((torch.zeros(2) + torch.ones(2, device=DEVICE)).all())
     finally:
         torch.set_default_device(None)
+
+
+# -- analytic priors (exact scores) with every operator family that has an SVD ------------------------------------
+ANALYTIC_OPTIONS = {**OPTIONS, "mala": {"steps": 4}, "exact": {}}
+
+
+def _analytic_problem(prior_name: str, operator_name: str):
+    from bayesinv.operators import make_operator
+    from bayesinv.priors.gaussian import GaussianPrior, StationaryGaussianPrior
+    from bayesinv.priors.lesion_mixture import LesionMixturePrior
+    from bayesinv.priors.mixture import GaussianMixturePrior
+
+    g = torch.Generator(device=DEVICE).manual_seed(4)
+    schedule = vp_linear(100)
+    if prior_name == "gaussian":
+        a = torch.randn(64, 64, generator=g, dtype=torch.float64, device=DEVICE) / 8
+        prior = GaussianPrior(torch.full((1, 8, 8), 0.5, dtype=torch.float64, device=DEVICE),
+                              a @ a.T + 0.01 * torch.eye(64, dtype=torch.float64, device=DEVICE), schedule=schedule)
+    elif prior_name == "stationary":
+        prior = StationaryGaussianPrior.squared_exponential((1, 8, 8), length_scale=2.0, mean=0.5, schedule=schedule)
+    elif prior_name == "mixture":
+        means = torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64, device=DEVICE)
+        prior = GaussianMixturePrior(torch.tensor([0.2, 0.3, 0.5], device=DEVICE), means, 0.05, schedule=schedule)
+    else:
+        prior = LesionMixturePrior.from_phantoms(8, num_phantoms=50, num_locations=4, schedule=schedule)
+    options = {"factor": 2} if operator_name == "superres" else {}
+    problem = InverseProblem(make_operator(operator_name, (1, 8, 8), seed=0, **options).to(DEVICE), Gaussian(0.1),
+                             prior.to(DEVICE))
+    x = prior.sample_n(1, generator=torch.Generator(device=DEVICE).manual_seed(5))
+    return problem, problem.simulate(x, generator=torch.Generator(device=DEVICE).manual_seed(6))
+
+
+# every analytic prior family, every SVD operator family (inpaint: xfail below), each at least once
+ANALYTIC_CASES = [("gaussian", "cs_gaussian"), ("stationary", "deblur"), ("mixture", "superres"),
+                  ("lesion", "mri"), ("gaussian", "cs_fourier"), ("mixture", "denoise")]
+
+
+@pytest.mark.parametrize("prior_name, operator_name", ANALYTIC_CASES + [
+    pytest.param("gaussian", "inpaint", marks=pytest.mark.xfail(
+        strict=True, reason="operators/inpaint.py svd(): torch.ones(m, dtype=torch.float64) without device= "
+                            "(fix: device=perm.device), owned by another change"))])
+def test_samplers_on_analytic_priors_create_nothing_without_an_explicit_device(prior_name, operator_name):
+    """Every sampler (and the exact posterior) on analytic priors through the operators' SVDs: under a ``meta``
+    default device, the samples equal a normal run's, on the CPU."""
+    from bayesinv.priors.exact import sample_exact
+
+    problem, y = _analytic_problem(prior_name, operator_name)
+    failed = []
+    for name, options in ANALYTIC_OPTIONS.items():
+        function = sample_exact if name == "exact" else SAMPLERS[name]
+        extra = {} if name == "exact" else {"progress": False}
+
+        def run():
+            return function(problem, y, num_samples=2, generator=torch.Generator(device=DEVICE).manual_seed(0),
+                            **extra, **options)
+
+        reference = run()
+        torch.set_default_device("meta")
+        try:
+            post = run()
+            if not (post.samples.device == DEVICE and torch.equal(post.samples, reference.samples)):
+                failed.append(f"{name}: different samples")
+        except (RuntimeError, NotImplementedError) as err:
+            failed.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
+        finally:
+            torch.set_default_device(None)
+    assert not failed, failed
+
+
+@pytest.mark.xfail(strict=True, reason="samplers/split_gibbs.py builds its time grid with torch.linspace(...) "
+                                       "without device= (owned by another change)")
+def test_split_gibbs_creates_nothing_without_an_explicit_device():
+    problem, y = _analytic_problem("gaussian", "denoise")
+
+    def run():
+        return SAMPLERS["split_gibbs"](problem, y, num_samples=2, steps=3, progress=False,
+                                       generator=torch.Generator(device=DEVICE).manual_seed(0))
+
+    reference = run()
+    torch.set_default_device("meta")
+    try:
+        assert torch.equal(run().samples, reference.samples)
+    finally:
+        torch.set_default_device(None)

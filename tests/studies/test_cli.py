@@ -5,26 +5,9 @@ import json
 import pytest
 
 from bayesinv.cli import main
+from tests.studies.helpers import tiny_study_toml
 
-TOML = """
-name = "cli-tiny"
-seed = 2
-[problem]
-operator = "denoise"
-image_size = 8
-noise_sigma = 0.1
-[prior]
-name = "phantom-gaussian"
-[data]
-family = "prior"
-num_calibration = 4
-num_test = 4
-[samplers.exact]
-sampler = "exact"
-num_samples = 8
-[diagnostics]
-audit = false
-"""
+TOML = tiny_study_toml(4, 8)
 
 
 @pytest.mark.slow

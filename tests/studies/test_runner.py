@@ -89,9 +89,9 @@ class _FakeRay(types.ModuleType):
         fake = self
 
         class Remote:
-            def remote(self, *args):
+            def remote(self, *args, **kwargs):
                 fake.submitted += 1
-                return fn(*args)
+                return fn(*args, **kwargs)
 
         return Remote()
 
@@ -168,3 +168,36 @@ def test_ood_split_from_shipped_images(tmp_path, tiny_problem):
     too_many = type(doc_spec)(**{**spec.__dict__, "num_ood": 50})
     with pytest.raises(StudySpecError, match="'data.num_ood' = 50 but bayesinv.data.images ships"):
         run_study(too_many, tmp_path / "other", problem=tiny_problem, progress=False)
+
+
+def test_a_device_reaches_every_task_on_every_backend_and_is_not_part_of_the_hash(tmp_path, tiny_problem,
+                                                                                 monkeypatch):
+    """``run_study(device=...)``: every task gets the device (serial and Ray), builds the spec's problem there
+    and samples on it; the files equal those of a run without a device, and a study finished without one is
+    complete for a run with one (nothing recomputed)."""
+    spec = tiny_spec(tmp_path)
+    monkeypatch.setitem(runner._PROBLEMS, repr(spec), tiny_problem)  # what study_problem builds from the spec
+    plain = run_study(spec, tmp_path / "plain", progress=False)
+    devices, real = [], runner.run_task
+
+    def spy(*args, **kwargs):
+        devices.append(kwargs.get("device"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_task", spy)
+    moved = run_study(spec, tmp_path / "device", progress=False, device="cpu")
+    assert devices == ["cpu"] * len(study_tasks(spec))
+    a, b = _samples(plain, spec), _samples(moved, spec)
+    assert all(b[t].device.type == "cpu" and torch.equal(a[t], b[t]) for t in a)
+    monkeypatch.setitem(sys.modules, "ray", _FakeRay())
+    devices.clear()
+    run_study(spec, tmp_path / "ray", backend="ray", progress=False, device="cpu")
+    assert devices == ["cpu"] * len(study_tasks(spec))
+    seen = []
+    run_study(spec, plain, progress=False, device="cpu", on_task=lambda *a: seen.append(a))
+    assert seen == []  # finished without a device: nothing to redo with one
+    with pytest.raises(StudySpecError, match="move a custom problem= yourself"):
+        run_study(spec, tmp_path / "custom", problem=tiny_problem, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="'gpu' is not a torch device"):
+        run_study(spec, tmp_path / "bad", progress=False, device="gpu")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "custom").exists()  # refused before any work

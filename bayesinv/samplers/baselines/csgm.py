@@ -51,10 +51,11 @@ def csgm(problem: InverseProblem, y: torch.Tensor, *, model: str = "csgm-vae32",
         raise ValueError(f"csgm: weight must be a non-negative finite number or None, got {weight!r}")
     setup = prepare("csgm", problem, y, linear=False, need_sigma=weight is None, generator=generator, latents=latents)
     op, y = setup.operator, setup.y
-    net, cfg = load_for_operator("csgm", model, "vae", op.in_shape)
+    net, cfg = load_for_operator("csgm", model, "vae", op.in_shape, device=y.device)
     lam = setup.sigma**2 if weight is None else float(weight)
     dtype = next(net.parameters()).dtype
-    z = torch.randn((restarts, net.latent_dim), generator=setup.generator, dtype=dtype).requires_grad_(True)
+    z = torch.randn((restarts, net.latent_dim), generator=setup.generator, dtype=dtype,
+                    device=setup.generator.device).to(y.device).requires_grad_(True)  # same draws on every device
     optimizer = torch.optim.Adam([z], lr=float(lr))
     target = y.to(torch.complex64 if y.is_complex() else dtype)
 

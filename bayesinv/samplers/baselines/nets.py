@@ -152,9 +152,21 @@ def load_model(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict[str, An
     return _load_cached(str(folder.resolve()), (folder / CHECKSUMS_NAME).read_text())
 
 
-def load_for_operator(who: str, name: str, kind: str, in_shape) -> tuple[nn.Module, dict[str, Any]]:
-    """:func:`load_model`, checking that the model is of ``kind`` and works on images of ``in_shape``."""
+_ON_DEVICE: dict[tuple[int, str], nn.Module] = {}  # (id of the cached CPU network, device) -> its copy there
+
+
+def load_for_operator(who: str, name: str, kind: str, in_shape,
+                      device: torch.device | str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_model`, checking that the model is of ``kind`` and works on images of ``in_shape``; with a
+    ``device`` other than the network's, a copy on that device (kept, so each device loads once)."""
     net, cfg = load_model(name)
+    if device is not None and torch.device(device) != next(net.parameters()).device:
+        key = (id(net), str(torch.device(device)))
+        if key not in _ON_DEVICE:
+            import copy
+
+            _ON_DEVICE[key] = copy.deepcopy(net).to(device)
+        net = _ON_DEVICE[key]
     if cfg.get("kind") != kind:
         raise ValueError(f"{who}: model {name!r} is a {cfg.get('kind')!r} model, not {kind!r}")
     size = int(cfg["data"]["image_size"])

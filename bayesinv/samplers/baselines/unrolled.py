@@ -63,7 +63,7 @@ def unrolled(problem: InverseProblem, y: torch.Tensor, *, model: str | None = No
     setup = prepare("unrolled", problem, y, real=True, latents=latents)
     op = setup.operator
     name = model if model is not None else default_unrolled_model(op)
-    net, cfg = load_for_operator("unrolled", name, "unrolled", op.in_shape)
+    net, cfg = load_for_operator("unrolled", name, "unrolled", op.in_shape, device=setup.y.device)
     real_dtype = next(net.parameters()).dtype  # the network's precision (float32)
     y_net = setup.y.to(torch.complex64 if real_dtype == torch.float32 else torch.complex128) if setup.y.is_complex() \
         else setup.y.to(real_dtype)
