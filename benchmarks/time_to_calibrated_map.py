@@ -227,13 +227,14 @@ def summarise(problem: str, method: str) -> dict | None:
     split_lam = float(np.quantile(needed, LEVEL, method="higher"))
     crc = conformal.rcps_calibrate(*c_bounds, c_tru, alpha=1 - LEVEL, groups="scalar", method="crc")
     timed = [json.loads(p.read_text()) for p in sorted((RESULTS / problem / method).glob("time_*.json"))]
+    call = statistics.median(c for r in timed for c in r["network_call_64"]) if timed else float("nan")
     if timed:
         seconds, source = statistics.median(r["seconds_to_map"] for r in timed), f"{len(timed)} run(s) at 64 draws"
     elif test[0]["draws"] in (1, MAP_DRAWS):
         seconds, source = statistics.median(r["seconds_to_map"] for r in test), f"median of {len(test)} held-out cases"
     else:
         seconds, source = float("nan"), "not timed"
-    return {"method": method, "label": METHODS[method][0], "seconds": seconds, "time_source": source,
+    return {"method": method, "label": METHODS[method][0], "seconds": seconds, "time_source": source, "call": call,
             "draws": test[0]["draws"], "num_cal": len(cal), "num_test": len(test), "diverged": diverged,
             "coverage_before": float(1 - conformal.miscoverage_risk(t_bounds[1], t_bounds[2], t_tru).mean()),
             "split": _coverage(split_lam, t_bounds, t_tru), "crc": _coverage(crc.lam, t_bounds, t_tru),
@@ -245,9 +246,9 @@ def table(args) -> None:
     rows.sort(key=lambda r: r["seconds"] if np.isfinite(r["seconds"]) else float("inf"))
     print(f"{args.problem}, sigma_y = 0.05, 90% intervals recalibrated by a scalar lambda learned on the calibration "
           f"cases; coverage = mean over held-out cases of the fraction of pixels covered (95% case bootstrap)")
-    print("| method | s to map | timed by | draws / case | cases cal + held-out | coverage before | split conformal: "
-          "lambda, coverage | CRC: lambda, coverage | PSNR dB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| method | s to map | timed by | one forward at batch 64, s | draws / case | cases cal + held-out | coverage "
+          "before | split conformal: lambda, coverage | CRC: lambda, coverage | PSNR dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
 
     def cell(c):
         return f"{c['lam']:.2f}, {100 * c['coverage']:.1f}% ({100 * c['ci'][0]:.1f}–{100 * c['ci'][1]:.1f})"
@@ -256,7 +257,8 @@ def table(args) -> None:
         div = f" ({r['diverged']} diverged)" if r["diverged"] else ""
         crc = cell(r["crc"]) + ("" if r["crc_controlled"] else " (not controlled)")
         before = "–" if r["method"] in POINT else f"{100 * r['coverage_before']:.1f}%"
-        print(f"| {r['label']} | {r['seconds']:.1f} | {r['time_source']} | {r['draws']} | {r['num_cal']} + "
+        call = "–" if not np.isfinite(r["call"]) else f"{r['call']:.2f}"
+        print(f"| {r['label']} | {r['seconds']:.1f} | {r['time_source']} | {call} | {r['draws']} | {r['num_cal']} + "
               f"{r['num_test']}{div} | {before} | {cell(r['split'])} | {crc} | "
               f"{r['psnr']:.2f} |")
     for key, name in (("split", "split conformal"), ("crc", "CRC")):
