@@ -5,7 +5,7 @@ The headline benchmark of issue 19. Problem: a 32x32 phantom (``phantom_dataset`
 
 * **time** = seconds from the measurement ``y`` to the recalibrated map: drawing 64 posterior samples, their
   equal-tailed 90% interval and mean per pixel (:func:`bayesinv.diagnostics.conformal.sample_bounds`), and the
-  recalibration learned beforehand applied (:func:`~bayesinv.diagnostics.conformal.rcps_apply`). Point-estimate
+  recalibration learned beforehand applied (:func:`~bayesinv.diagnostics.conformal.interval_family`). Point-estimate
   baselines (TV, the unrolled network, Dirac-DO) take one reconstruction instead of 64 draws;
 * **recalibration** = one scalar ``lambda`` for the interval ``[m - lambda (m - l), m + lambda (u - m)]`` (point
   estimates: ``x_hat -/+ lambda``), learned on the ``calibration`` split and applied to the disjoint ``test`` split
