@@ -159,8 +159,16 @@ def check_step(name: str, step: int, x: torch.Tensor, last_good: torch.Tensor | 
                centre: float = 0.0, radius: float | None = None) -> torch.Tensor:
     """Raise :class:`SamplerDivergence` if ``x`` holds NaN/inf or, when ``radius`` is given, if
     ``max |x - centre| > radius``; return ``x`` otherwise. One host synchronisation (a single scalar)."""
-    worst = float((x - centre).abs().amax()) if x.numel() else 0.0
-    keep = None if last_good is None else last_good.detach().clone()
+    if not x.numel():
+        worst = 0.0
+    elif x.is_complex():
+        worst = float((x - centre).abs().amax())
+    else:  # one pass, no temporaries: max |x - c| = max(hi - c, c - lo); NaN propagates through aminmax
+        low, high = torch.aminmax(x.detach())
+        worst = float(torch.maximum(high - centre, centre - low))
+    if math.isfinite(worst) and (radius is None or worst <= radius):
+        return x
+    keep = None if last_good is None else last_good.detach().clone()  # only when raising
     if not math.isfinite(worst):
         bad = int((~torch.isfinite(x)).sum())
         msg = f"{bad} of {x.numel()} values are NaN/inf"

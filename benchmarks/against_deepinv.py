@@ -4,14 +4,18 @@ Default mode: DPS and DDRM of bayesinv and of deepinv side by side on the same n
 (``bayesinv.priors.load_prior("phantom32")``, wrapped as a deepinv denoiser ``D(x, sigma)``: the
 discrete timestep whose noise-to-signal ratio is closest to ``sigma``, one network call), on one
 32x32 Gaussian deblur (std 1.5, circular, ``sigma_y = 0.05``), with the same number of network calls
-(``--steps`` DPS steps, ``--ddrm-steps`` DDRM steps) and ``--chains`` chains, float32. ``--repeats``
+(``--steps`` DPS steps, ``--ddrm-steps`` DDRM steps) and ``--chains`` chains, float32. ``ALD``: bayesinv's
+annealed Langevin (``--langevin-levels`` noise levels from 20 to 0.01 x ``--langevin-steps`` steps) against deepinv's
+closest, a posterior SDE with Jalal et al.'s Score-ALD likelihood (``ALDDataFidelity``) on a variance-exploding SDE
+over the same noise range, Euler-Maruyama with as many steps (one forward network call per step in both; deepinv
+has no annealed Langevin with several steps per level). ``--repeats``
 rounds alternate which library goes first; printed are the median wall times, the median of the
 per-round ratios, and the overhead ``wall / (NFE x one network call)`` with the network call (the
 forward + VJP DPS needs, the forward DDRM needs, at the same batch) timed in the same rounds. The two
 libraries use different discretisations of the diffusion, so samples are not compared (the cost
 per step is).
 
-    python benchmarks/against_deepinv.py [--repeats 3] [--steps 50] [--ddrm-steps 20] [--chains 16]
+    python benchmarks/against_deepinv.py [--repeats 3] [--steps 50] [--ddrm-steps 20] [--chains 16] [--samplers DPS DDRM ALD]
 
 ``--threads``: one network forward + backward (the VJP DPS needs) at batch 16, 1x32x32, in fresh
 subprocesses for ``torch.set_num_threads`` 1 and 2 crossed with ``OMP_WAIT_POLICY`` unset (the OpenMP
@@ -110,7 +114,7 @@ def samplers(args) -> None:
     from bayesinv import Gaussian, InverseProblem
     from bayesinv.operators import Blur
     from bayesinv.priors import load_prior
-    from bayesinv.samplers import sample_ddrm, sample_dps
+    from bayesinv.samplers import sample_annealed_langevin, sample_ddrm, sample_dps
     from operators import import_deepinv  # benchmarks/operators.py
 
     dinv = import_deepinv()
@@ -126,6 +130,18 @@ def samplers(args) -> None:
     dps_d = dinv.sampling.DPS(wrapped, num_steps=args.steps, dtype=torch.float32,
                               rng=torch.Generator().manual_seed(2))
     ddrm_d = dinv.sampling.DDRM(wrapped, sigmas=np.linspace(1, 0, args.ddrm_steps))
+    # annealed Langevin (Song & Ermon 2019 with Jalal et al.'s likelihood) has no same-form deepinv sampler; the
+    # closest is deepinv's posterior SDE with the Score-ALD likelihood of Jalal et al. (ALDDataFidelity) on a
+    # variance-exploding SDE over the same noise range, Euler-Maruyama with one network call per step
+    levels, per_level = args.langevin_levels, args.langevin_steps
+    physics_noisy = dinv.physics.BlurFFT(img_size=(1, 32, 32), filter=op.kernel.to(torch.float32)[None, None],
+                                         noise_model=dinv.physics.GaussianNoise(sigma=0.05))
+    ald_d = dinv.sampling.PosteriorDiffusion(
+        data_fidelity=dinv.sampling.ALDDataFidelity(), denoiser=wrapped,
+        sde=dinv.sampling.VarianceExplodingDiffusion(sigma_min=0.01, sigma_max=20.0, dtype=torch.float32),
+        solver=dinv.sampling.EulerSolver(timesteps=np.linspace(1, 0, levels * per_level + 1),
+                                         rng=torch.Generator().manual_seed(2)),
+        dtype=torch.float32, minus_one_one=False)
     runs = {
         "DPS": (lambda: sample_dps(problem, y, num_samples=n, steps=args.steps, progress=False,
                                    generator=torch.Generator().manual_seed(3)),
@@ -133,7 +149,12 @@ def samplers(args) -> None:
         "DDRM": (lambda: sample_ddrm(problem, y, num_samples=n, steps=args.ddrm_steps, progress=False,
                                      generator=torch.Generator().manual_seed(3)),
                  lambda: ddrm_d(y_batch, physics, seed=3), args.ddrm_steps, "forward"),
+        "ALD": (lambda: sample_annealed_langevin(problem, y, num_samples=n, steps=levels, steps_per_level=per_level,
+                                                 noise_levels=(20.0, 0.01), progress=False,
+                                                 generator=torch.Generator().manual_seed(3)),
+                lambda: ald_d(y_batch, physics_noisy, x_init=(n, 1, 32, 32), seed=3), levels * per_level, "forward"),
     }
+    runs = {k: v for k, v in runs.items() if k in args.samplers}
     x = torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(4))
 
     def network_call(kind):
@@ -176,6 +197,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--ddrm-steps", type=int, default=20)
     parser.add_argument("--chains", type=int, default=16)
+    parser.add_argument("--langevin-levels", type=int, default=10)
+    parser.add_argument("--langevin-steps", type=int, default=10, help="annealed Langevin steps per noise level")
+    parser.add_argument("--samplers", nargs="+", default=["DPS", "DDRM", "ALD"], choices=["DPS", "DDRM", "ALD"])
     args = parser.parse_args()
     if args.threads:
         threads(args)

@@ -12,7 +12,7 @@ the same matrix), ``A`` then ``A^H`` on a batch of 64 float32 64x64 images: ``--
 that alternate which library goes first, each timing ``--calls`` calls; it prints the medians of the
 per-round times and of the per-round ratios, and the largest absolute difference of the outputs.
 
-    python benchmarks/operators.py --against deepinv [--repeats 21] [--calls 20]
+    python benchmarks/operators.py --against deepinv [--repeats 21] [--calls 20] [--families inpainting]
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ def against_deepinv(args) -> None:
           f"{'unchecked ms':>12} {'ratio':>6} {'max |diff| A':>13} {'A^H':>9}")
     with torch.no_grad():
         for name, ours, theirs, x, x_d, diff in _pairs(args.size, args.batch):
+            if args.families and not any(name.startswith(f) for f in args.families):
+                continue
             def run_ours(v, op=ours):
                 return op.adjoint(op(v))
 
@@ -146,6 +148,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="image size for --against")
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--families", nargs="+", default=None, choices=["blur", "inpainting", "MRI", "compressed"],
+                        help="with --against: only these families (default all)")
     args = parser.parse_args()
     if args.against:
         args.batch = args.batch or 64

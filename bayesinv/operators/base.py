@@ -38,10 +38,9 @@ coefficients, ``V`` its inverse, ``Ut(y) -> (B, m)``, ``U`` its inverse, and sin
 from __future__ import annotations
 
 import cmath
-import contextlib
 import contextvars
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -55,9 +54,11 @@ __all__ = ["Operator", "LinearOperator", "SVD", "inner", "conjugate_gradient", "
 _FINITE_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("bayesinv_finite_checks", default=True)
 
 
-@contextlib.contextmanager
-def finite_checks(enabled: bool) -> Iterator[None]:
+class finite_checks:  # noqa: N801  (used like a function: ``with finite_checks(False):``)
     """Turn the NaN/inf checks of operator calls on or off inside a ``with`` block (on by default).
+
+    A plain class rather than a ``contextlib`` generator: entering and leaving costs two context-variable
+    calls, which matters where a caller wraps every operator call.
 
     >>> import torch
     >>> from bayesinv.operators import Inpaint
@@ -66,11 +67,18 @@ def finite_checks(enabled: bool) -> Iterator[None]:
     ...     bool(op(torch.full((1, 1, 2, 2), float("nan"))).isnan().all())
     True
     """
-    token = _FINITE_CHECKS.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _FINITE_CHECKS.reset(token)
+
+    __slots__ = ("enabled", "_tokens")
+
+    def __init__(self, enabled: bool):
+        self.enabled = bool(enabled)
+        self._tokens: list[contextvars.Token] = []  # a stack, so one instance may be entered again while open
+
+    def __enter__(self) -> None:
+        self._tokens.append(_FINITE_CHECKS.set(self.enabled))
+
+    def __exit__(self, *exc: object) -> None:
+        _FINITE_CHECKS.reset(self._tokens.pop())
 
 
 def finite_checks_enabled() -> bool:
@@ -84,7 +92,7 @@ def check_finite_fast(name: str, value: torch.Tensor) -> torch.Tensor:
     The sum of finite values is finite unless it overflows; only then (or on NaN/inf) is the exact
     element-wise check run, which counts the offending entries.
     """
-    if cmath.isfinite(value.detach().sum().item()):
+    if cmath.isfinite((value.detach() if value.requires_grad else value).sum().item()):
         return value
     finite = torch.isfinite(value.detach())
     if not bool(finite.all()):

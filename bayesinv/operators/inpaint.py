@@ -90,6 +90,7 @@ class Inpaint(LinearOperator):
         mask = check_mask("mask", mask, in_shape).detach().cpu().contiguous()
         self.register_tensor("mask", mask)
         self.output = output
+        self._image_layout = output == "image"
         flat = mask.reshape(-1)
         self.register_tensor("_observed", flat.nonzero().flatten())
         self.register_tensor("_perm", torch.cat([self._observed, (~flat).nonzero().flatten()]))
@@ -101,10 +102,20 @@ class Inpaint(LinearOperator):
         return int(self._observed.numel())
 
     def _weights(self, like: torch.Tensor) -> torch.Tensor:
-        """The mask as 0/1 in ``like``'s real precision and device (cached)."""
+        """The mask as 0/1 in ``like``'s real precision and device (cached).
+
+        The last conversion is kept under ``like``'s own dtype and device with the mask's version, a lookup of a
+        few attribute reads on the sampler's path (the cache is dropped when the mask is replaced, and the
+        version check catches a change in place).
+        """
+        mask, cache = self.mask, self._derived_cache
+        last = cache.get("weights_last")
+        if last is not None and last[0] is like.dtype and last[2] == mask._version and last[1] == like.device:
+            return last[3]
         dtype = like.real.dtype if like.is_complex() else like.dtype
-        return self._derived("weights", dtype, like.device, lambda: self.mask.to(device=like.device, dtype=dtype),
-                             self.mask)
+        weights = mask.to(device=like.device, dtype=dtype)
+        cache["weights_last"] = (like.dtype, like.device, mask._version, weights)
+        return weights
 
     def _index(self, like: torch.Tensor) -> torch.Tensor:
         observed = self._observed
@@ -113,12 +124,12 @@ class Inpaint(LinearOperator):
         return self._derived("index", observed.dtype, like.device, lambda: observed.to(like.device), observed)
 
     def _forward(self, x):
-        if self.output == "image":
+        if self._image_layout:
             return x * self._weights(x)
         return x.reshape(x.shape[0], -1)[:, self._index(x)]
 
     def _adjoint(self, y):
-        if self.output == "image":
+        if self._image_layout:
             return y * self._weights(y)
         out = torch.zeros(y.shape[0], self.in_dim, dtype=y.dtype, device=y.device)
         out[:, self._index(y)] = y

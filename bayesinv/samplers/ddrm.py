@@ -128,17 +128,15 @@ def ddrm_step(state: DDRMState, s: int, *, prior, spectrum: DDRMSpectrum, eta: f
     std_next = sigma_next * eta
     tilde_next = math.sqrt(max(sigma_next**2 - std_next**2, 0.0))
     new = vt_x0 + tilde_next * vt_eps + std_next * z  # missing coefficients (and the default)
-    head = new[:, :r].clone()
+    # both branches are computed and selected per coefficient: no host read of "does any coefficient take this
+    # branch" (an (n, r) elementwise update costs nothing next to the network call)
     before = sing * sigma_next > sigma_0
     after = sing * sigma_next < sigma_0
-    if bool(after.any()):
-        resid = (spectrum.ybar - vt_x0[:, :r]) * sing / sigma_0
-        cand = vt_x0[:, :r] + tilde_next * resid + std_next * z[:, :r]
-        head = torch.where(after, cand, head)
-    if bool(before.any()):
-        extra = (sigma_next**2 - (sigma_0 / sing) ** 2 * eta_b**2).clamp_min(0).sqrt()
-        cand = spectrum.ybar * eta_b + (1 - eta_b) * vt_x0[:, :r] + extra * z[:, :r]
-        head = torch.where(before, cand, head)
+    vt_x0_head, z_head = vt_x0[:, :r], z[:, :r]
+    resid = (spectrum.ybar - vt_x0_head) * sing / sigma_0
+    head = torch.where(after, vt_x0_head + tilde_next * resid + std_next * z_head, new[:, :r])
+    extra = (sigma_next**2 - (sigma_0 / sing) ** 2 * eta_b**2).clamp_min(0).sqrt()
+    head = torch.where(before, spectrum.ybar * eta_b + (1 - eta_b) * vt_x0_head + extra * z_head, head)
     new = torch.cat([head, new[:, r:]], dim=1)
     return DDRMState(alpha_s * _image(spectrum, new), s, x0_hat)
 

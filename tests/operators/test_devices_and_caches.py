@@ -59,6 +59,35 @@ def test_blur_transfer_cache_follows_the_kernel():
     torch.testing.assert_close(op(x), 2 * x, rtol=1e-12, atol=1e-12)
 
 
+def test_inpaint_mask_cache_follows_the_mask_and_the_input_dtype():
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    mask = random_mask((8, 8), 0.5, torch.Generator().manual_seed(4))
+    op = Inpaint(SHAPE, mask)
+    torch.testing.assert_close(op(x), x * mask, rtol=0, atol=0)
+    out32 = op(x.float())  # a second dtype: its own conversion, not the float64 one
+    assert out32.dtype == torch.float32 and torch.equal(out32, x.float() * mask)
+    flat = op.mask.view(-1)
+    flat[0] = not bool(flat[0])  # changed in place (through a view: the same version counter)
+    torch.testing.assert_close(op.adjoint(x), x * op.mask, rtol=0, atol=0)
+    op.mask = torch.ones(8, 8, dtype=torch.bool)  # replaced: A = I exactly
+    torch.testing.assert_close(op(x), x, rtol=0, atol=0)
+    xc = torch.complex(x, -x)  # complex input of a complex-input inpainting: weights in the real precision
+    opc = Inpaint(SHAPE, mask, input_complex=True)
+    torch.testing.assert_close(opc(xc), xc * mask, rtol=0, atol=0)
+
+
+def test_finite_checks_nest_and_one_instance_can_be_entered_twice():
+    switch_off = finite_checks(False)
+    with switch_off:
+        with finite_checks(True):
+            assert finite_checks_enabled()
+            with switch_off:
+                assert not finite_checks_enabled()
+            assert finite_checks_enabled()
+        assert not finite_checks_enabled()
+    assert finite_checks_enabled()
+
+
 def test_blur_with_a_kernel_that_needs_grad_is_differentiable_on_every_call():
     x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     kernel = gaussian_kernel(5, 1.2).requires_grad_(True)  # a leaf latent, as in blind deblurring
