@@ -145,8 +145,9 @@ class Inpaint(LinearOperator):
             return v
 
         Ut, U = permuted_layout(perm, self.in_shape) if self.output == "image" else (identity, identity)
-        return spectral_svd(singulars=torch.ones(m, dtype=torch.float64), perm=perm, in_shape=self.in_shape,
-                            transform=identity, inverse=identity, Ut=Ut, U=U)
+        singulars = torch.ones(m, dtype=torch.float64, device=perm.device)
+        return spectral_svd(singulars=singulars, perm=perm, in_shape=self.in_shape, transform=identity,
+                            inverse=identity, Ut=Ut, U=U)
 
     def __repr__(self) -> str:
         return f"Inpaint(in_shape={self.in_shape}, observed={self.num_observed}/{self.in_dim}, output={self.output!r})"

@@ -189,10 +189,7 @@ def test_to_moves_the_tensors_of_wrapped_operators():
     torch.testing.assert_close(op(x), 2 * inner(x), rtol=0, atol=0)
 
 
-SVD_OPERATORS = ["denoise", pytest.param("inpaint", marks=pytest.mark.xfail(
-    strict=True, reason="operators/inpaint.py svd(): torch.ones(m, dtype=torch.float64) has no device= (one-line fix: "
-                        "device=perm.device); that file belongs to another change")),
-    "superres", "deblur", "cs_gaussian", "cs_fourier", "mri"]
+SVD_OPERATORS = ["denoise", "inpaint", "superres", "deblur", "cs_gaussian", "cs_fourier", "mri"]
 
 
 def _svd_outputs(op, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -105,15 +105,12 @@ def _analytic_problem(prior_name: str, operator_name: str):
     return problem, problem.simulate(x, generator=torch.Generator(device=DEVICE).manual_seed(6))
 
 
-# every analytic prior family, every SVD operator family (inpaint: xfail below), each at least once
+# every analytic prior family, every SVD operator family, each at least once
 ANALYTIC_CASES = [("gaussian", "cs_gaussian"), ("stationary", "deblur"), ("mixture", "superres"),
-                  ("lesion", "mri"), ("gaussian", "cs_fourier"), ("mixture", "denoise")]
+                  ("lesion", "mri"), ("gaussian", "cs_fourier"), ("mixture", "denoise"), ("gaussian", "inpaint")]
 
 
-@pytest.mark.parametrize("prior_name, operator_name", ANALYTIC_CASES + [
-    pytest.param("gaussian", "inpaint", marks=pytest.mark.xfail(
-        strict=True, reason="operators/inpaint.py svd(): torch.ones(m, dtype=torch.float64) without device= "
-                            "(fix: device=perm.device), owned by another change"))])
+@pytest.mark.parametrize("prior_name, operator_name", ANALYTIC_CASES)
 def test_samplers_on_analytic_priors_create_nothing_without_an_explicit_device(prior_name, operator_name):
     """Every sampler (and the exact posterior) on analytic priors through the operators' SVDs: under a ``meta``
     default device, the samples equal a normal run's, on the CPU."""
