@@ -45,7 +45,7 @@ from bayesinv.errors import ShapeError
 from bayesinv.noise import Gaussian
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.posterior import Posterior
-from bayesinv.priors._marginals import EqualTailedIntervals
+from bayesinv.priors._marginals import MixturePosteriorBase
 from bayesinv.priors.gaussian import (GaussianPrior, StationaryGaussianPrior, as_event_batch, prior_normal,
                                      symmetric_eigh)
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
@@ -58,7 +58,7 @@ __all__ = ["GaussianMixturePosterior", "exact_posterior", "sample_exact", "dense
            "random_measurement", "mixture_testbed", "MixtureTestbed"]
 
 
-class GaussianMixturePosterior(EqualTailedIntervals):
+class GaussianMixturePosterior(MixturePosteriorBase):
     """An exact posterior ``sum_k w_k N(m_k, C_k)`` (``K = 1`` for a Gaussian prior).
 
     Attributes
@@ -85,23 +85,8 @@ class GaussianMixturePosterior(EqualTailedIntervals):
 
     # -- moments ----------------------------------------------------------------------------------
     @property
-    def num_components(self) -> int:
-        return self.weights.shape[0]
-
-    @property
     def is_gaussian(self) -> bool:
         return self.num_components == 1
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    @property
-    def log_evidence(self) -> float:
-        """``log p(y) = logsumexp_k (log w_k^prior + log p(y|k))`` (needs the component evidences)."""
-        if self.component_log_evidence is None or self.prior_log_weights is None:
-            raise ValueError("this posterior was built without component evidences and prior weights")
-        return float((self.prior_log_weights + self.component_log_evidence).logsumexp(0))
 
     @property
     def mean(self) -> torch.Tensor:

@@ -26,7 +26,7 @@ from scipy import special
 from bayesinv._validation import check_tensor
 from bayesinv.errors import ShapeError
 from bayesinv.posterior import Posterior
-from bayesinv.priors._marginals import EqualTailedIntervals
+from bayesinv.priors._marginals import MixturePosteriorBase
 from bayesinv.priors.gaussian import as_event_batch, prior_normal
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.problem import InverseProblem
@@ -44,7 +44,7 @@ def _psd_factor(cov: torch.Tensor) -> torch.Tensor:
     return vecs * lam.clamp_min(0).sqrt()
 
 
-class SharedCovarianceMixturePosterior(EqualTailedIntervals):
+class SharedCovarianceMixturePosterior(MixturePosteriorBase):
     """An exact posterior ``sum_j w_j N(m_j, P)`` whose components share one covariance ``P``.
 
     Attributes
@@ -72,23 +72,9 @@ class SharedCovarianceMixturePosterior(EqualTailedIntervals):
         self._std = torch.diagonal(self.shared_cov).clamp_min(0).sqrt()
 
     @property
-    def num_components(self) -> int:
-        return self.weights.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    @property
     def covs(self) -> torch.Tensor:
         """Component covariances ``(J, d, d)`` (one shared matrix, expanded: a view, no copy)."""
         return self.shared_cov.expand(self.num_components, self.dim, self.dim)
-
-    @property
-    def log_evidence(self) -> float:
-        if self.component_log_evidence is None or self.prior_log_weights is None:
-            raise ValueError("this posterior was built without component evidences and prior weights")
-        return float((self.prior_log_weights + self.component_log_evidence).logsumexp(0))
 
     # -- lesions --------------------------------------------------------------------------------------
     @property
