@@ -48,7 +48,7 @@ from bayesinv.diagnostics.lesion_scan import fit_disc, scan_lesions  # noqa: E40
 from bayesinv.priors.hub import build_prior  # noqa: E402
 from bayesinv.priors.networks import load_weights  # noqa: E402
 from bayesinv.priors.quality import compare_denoisers, fit_linear_denoiser  # noqa: E402
-from bayesinv.samplers._common import timesteps  # noqa: E402
+from bayesinv.priors.schedules import timesteps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "prior_lesions"
@@ -229,6 +229,16 @@ def cmd_report(args) -> None:
             lines.append(f"| {name} | {fmt(r['rate'])} | {prev:.2f} | {r['score_quantiles'][1]:.3f} | "
                          f"{r['score_ks_p']:.2g} | {q} | {r['contrast_ks_p']:.2g} | {qr} | {r['radius_ks_p']:.2g} |")
         lines.append("")
+        for key in ("contrast", "radius"):
+            edges = HIST_BINS[key]
+            lines += [f"{key.capitalize()} of the detected spots (fit_disc at the detector's pixel), fraction per bin:",
+                      "", "| images | " + " | ".join(f"[{a:.2f}, {b:.2f})" for a, b in zip(edges[:-1], edges[1:]))
+                      + " |", "|---" * len(edges) + "|"]
+            for name, r in rows.items():
+                total = max(sum(r[f"{key}_hist"]), 1)
+                lines.append(f"| {name} (n={sum(r[f'{key}_hist'])}) | "
+                             + " | ".join(f"{c / total:.2f}" for c in r[f"{key}_hist"]) + " |")
+            lines.append("")
         report["detectors"][d] = {"threshold": thr, "rows": rows}
     text = "\n".join(lines)
     print(text)
