@@ -34,10 +34,12 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
 from bayesinv.priors.networks import Denoiser, load_weights, save_weights
 from bayesinv.training import train_loop
+from bayesinv.training.loop import CHECKPOINT_NAME
 from bayesinv.priors.networks.denoiser import training_target
 from bayesinv.priors.networks.config import build_network, build_schedule, read_config
 
@@ -113,6 +115,9 @@ def main() -> None:
     batches = balanced_batches(args.batch, int(cfg["data"]["image_size"]), args.data_seed)
     loss_fn = make_loss(args.low_fraction, args.low_max, args.lesion_weight, args.lesion_tmin)
     done = 0
+    if (out / CHECKPOINT_NAME).exists():  # resume: segments continue from the checkpoint's step
+        with safe_open(str(out / CHECKPOINT_NAME), framework="pt") as handle:
+            done = int((handle.metadata() or {})["step"])
     while done < args.steps:
         target = min(args.steps, (done // args.snapshot_every + 1) * args.snapshot_every)
         t0 = time.perf_counter()

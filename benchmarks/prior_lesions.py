@@ -261,6 +261,20 @@ def cmd_quality(args) -> None:
     (RESULTS / f"quality_{args.tag}.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
+def cmd_mix(args) -> None:
+    """Weight-space combination ``sum_i c_i theta_i`` of networks of the same architecture (coefficients sum to 1):
+    the average of fine-tuning snapshots (less SGD noise than one iterate) or an interpolation with the shipped
+    weights (``--weights shipped``)."""
+    coefs = args.coef if args.coef else [1.0 / len(args.weights)] * len(args.weights)
+    if len(coefs) != len(args.weights) or abs(sum(coefs) - 1) > 1e-9:
+        raise ValueError(f"need one coefficient per weights file, summing to 1; got {coefs}")
+    tensors = [load_file(str(MODEL / "weights.safetensors") if w == "shipped" else w) for w in args.weights]
+    mixed = {k: sum(c * t[k].double() for c, t in zip(coefs, tensors)).to(tensors[0][k].dtype) for k in tensors[0]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_file(mixed, args.out, {"mix": json.dumps({"weights": args.weights, "coef": coefs})})
+    print(f"wrote {args.out}: {' + '.join(f'{c:.3g} x {w}' for c, w in zip(coefs, args.weights))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,9 +292,14 @@ def main() -> None:
     p.add_argument("--weights", required=True)
     p.add_argument("--tag", required=True)
     p.add_argument("--num-test", type=int, default=256)
+    p = sub.add_parser("mix")
+    p.add_argument("--weights", nargs="+", required=True, help="safetensors files, or 'shipped'")
+    p.add_argument("--coef", nargs="*", type=float, default=None, help="default: the plain average")
+    p.add_argument("--out", required=True)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality}[args.command](args)
+    {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality,
+     "mix": cmd_mix}[args.command](args)
 
 
 if __name__ == "__main__":
