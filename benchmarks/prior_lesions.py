@@ -207,8 +207,8 @@ def cmd_report(args) -> None:
     data_images = phantom_dataset("test", args.num_data, 32, seed=0, lesion_prob=0.5).images
     report: dict = {"tag": args.tag, "detectors": {}}
     lines = [f"# Prior samples' lesions: {args.tag}", "",
-             f"`python benchmarks/prior_lesions.py report --tag {args.tag}`",
-             ""]
+             f"`python benchmarks/prior_lesions.py report --tag {args.tag}"
+             + (f" --name {args.name}`" if args.name else "`"), ""]
     for d in DETECTORS:
         thr = det["thresholds"][d]
         false, hit = det[d]["false"]["rate"], det[d]["hit"]["rate"]
@@ -242,8 +242,9 @@ def cmd_report(args) -> None:
         report["detectors"][d] = {"threshold": thr, "rows": rows}
     text = "\n".join(lines)
     print(text)
-    (RESULTS / f"{args.tag}.md").write_text(text + "\n")
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps(report, indent=1) + "\n")
+    name = args.name or args.tag
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
 def cmd_quality(args) -> None:
@@ -288,6 +289,7 @@ def main() -> None:
     p = sub.add_parser("report")
     p.add_argument("--tag", default="shipped")
     p.add_argument("--num-data", type=int, default=2000)
+    p.add_argument("--name", default=None, help="output <name>.md/.json (default: the tag)")
     p = sub.add_parser("quality")
     p.add_argument("--weights", required=True)
     p.add_argument("--tag", required=True)
