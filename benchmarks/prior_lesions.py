@@ -48,7 +48,7 @@ from bayesinv.diagnostics.lesion_scan import fit_disc, scan_lesions  # noqa: E40
 from bayesinv.priors.hub import build_prior  # noqa: E402
 from bayesinv.priors.networks import load_weights  # noqa: E402
 from bayesinv.priors.quality import compare_denoisers, fit_linear_denoiser  # noqa: E402
-from bayesinv.samplers._common import timesteps  # noqa: E402
+from bayesinv.priors.schedules import timesteps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "prior_lesions"
@@ -207,8 +207,8 @@ def cmd_report(args) -> None:
     data_images = phantom_dataset("test", args.num_data, 32, seed=0, lesion_prob=0.5).images
     report: dict = {"tag": args.tag, "detectors": {}}
     lines = [f"# Prior samples' lesions: {args.tag}", "",
-             f"`python benchmarks/prior_lesions.py report --tag {args.tag}`",
-             ""]
+             f"`python benchmarks/prior_lesions.py report --tag {args.tag}"
+             + (f" --name {args.name}`" if args.name else "`"), ""]
     for d in DETECTORS:
         thr = det["thresholds"][d]
         false, hit = det[d]["false"]["rate"], det[d]["hit"]["rate"]
@@ -229,11 +229,22 @@ def cmd_report(args) -> None:
             lines.append(f"| {name} | {fmt(r['rate'])} | {prev:.2f} | {r['score_quantiles'][1]:.3f} | "
                          f"{r['score_ks_p']:.2g} | {q} | {r['contrast_ks_p']:.2g} | {qr} | {r['radius_ks_p']:.2g} |")
         lines.append("")
+        for key in ("contrast", "radius"):
+            edges = HIST_BINS[key]
+            lines += [f"{key.capitalize()} of the detected spots (fit_disc at the detector's pixel), fraction per bin:",
+                      "", "| images | " + " | ".join(f"[{a:.2f}, {b:.2f})" for a, b in zip(edges[:-1], edges[1:]))
+                      + " |", "|---" * len(edges) + "|"]
+            for name, r in rows.items():
+                total = max(sum(r[f"{key}_hist"]), 1)
+                lines.append(f"| {name} (n={sum(r[f'{key}_hist'])}) | "
+                             + " | ".join(f"{c / total:.2f}" for c in r[f"{key}_hist"]) + " |")
+            lines.append("")
         report["detectors"][d] = {"threshold": thr, "rows": rows}
     text = "\n".join(lines)
     print(text)
-    (RESULTS / f"{args.tag}.md").write_text(text + "\n")
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps(report, indent=1) + "\n")
+    name = args.name or args.tag
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
 def cmd_quality(args) -> None:
@@ -251,6 +262,20 @@ def cmd_quality(args) -> None:
     (RESULTS / f"quality_{args.tag}.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
+def cmd_mix(args) -> None:
+    """Weight-space combination ``sum_i c_i theta_i`` of networks of the same architecture (coefficients sum to 1):
+    the average of fine-tuning snapshots (less SGD noise than one iterate) or an interpolation with the shipped
+    weights (``--weights shipped``)."""
+    coefs = args.coef if args.coef else [1.0 / len(args.weights)] * len(args.weights)
+    if len(coefs) != len(args.weights) or abs(sum(coefs) - 1) > 1e-9:
+        raise ValueError(f"need one coefficient per weights file, summing to 1; got {coefs}")
+    tensors = [load_file(str(MODEL / "weights.safetensors") if w == "shipped" else w) for w in args.weights]
+    mixed = {k: sum(c * t[k].double() for c, t in zip(coefs, tensors)).to(tensors[0][k].dtype) for k in tensors[0]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_file(mixed, args.out, {"mix": json.dumps({"weights": args.weights, "coef": coefs})})
+    print(f"wrote {args.out}: {' + '.join(f'{c:.3g} x {w}' for c, w in zip(coefs, args.weights))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,13 +289,19 @@ def main() -> None:
     p = sub.add_parser("report")
     p.add_argument("--tag", default="shipped")
     p.add_argument("--num-data", type=int, default=2000)
+    p.add_argument("--name", default=None, help="output <name>.md/.json (default: the tag)")
     p = sub.add_parser("quality")
     p.add_argument("--weights", required=True)
     p.add_argument("--tag", required=True)
     p.add_argument("--num-test", type=int, default=256)
+    p = sub.add_parser("mix")
+    p.add_argument("--weights", nargs="+", required=True, help="safetensors files, or 'shipped'")
+    p.add_argument("--coef", nargs="*", type=float, default=None, help="default: the plain average")
+    p.add_argument("--out", required=True)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality}[args.command](args)
+    {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality,
+     "mix": cmd_mix}[args.command](args)
 
 
 if __name__ == "__main__":
