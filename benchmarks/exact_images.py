@@ -58,7 +58,7 @@ SIZE = 32
 # per draw) are out of reach here; 100 steps and one cloud of 256 particles shared by the draws is MCGdiff's use.
 BUDGETS = {
     "user": {"dps": {}, "ddrm": {}, "score_sde": {}, "annealed_langevin": {}, "ula": {}, "pnp_ula": {}, "mala": {},
-             "smc": {"steps": 100, "num_particles": 256, "num_systems": 1}, "split_gibbs": {}},
+             "smc": {"steps": 100, "num_particles": 256, "num_systems": 1}, "split_gibbs": {}, "split_gibbs_smc": {}},
     "large": {"smc": {"steps": 200, "num_particles": 1024, "num_systems": 1},
               "score_sde": {"corrector_steps": 2}, "annealed_langevin": {"steps_per_level": 300}},
 }
@@ -107,12 +107,17 @@ def score_draws(prior, draws, truth, mask, exact_lo, exact_hi, reference, direct
                                            directions=directions))}
 
 
+def results_dir(budget: str, draws: int) -> Path:
+    """``results/exact_images/<budget>`` for 19 draws per case (the first runs), ``<budget>_n<draws>`` else."""
+    return RESULTS / (budget if draws == 19 else f"{budget}_n{draws}")
+
+
 def run(args) -> None:
     prior = make_prior()
     problems = {k: v for k, v in make_problems(prior).items() if k in args.problems}
     budget = BUDGETS[args.budget]
     samplers = [s for s in args.samplers if s == "exact" or s in budget]
-    out_dir = RESULTS / args.budget
+    out_dir = results_dir(args.budget, args.draws)
     out_dir.mkdir(parents=True, exist_ok=True)
     solvers = {}
     done = {}
@@ -137,7 +142,7 @@ def run(args) -> None:
             base = {"case": index, "has_lesion": comp > 0, "p_exact": post.lesion_probability}
             for s in todo:
                 start = time.perf_counter()
-                record = dict(base, sampler=s, budget=args.budget, settings=budget.get(s, {}))
+                record = dict(base, sampler=s, budget=args.budget, settings=budget.get(s, {}), draws=args.draws)
                 try:
                     if s == "exact":
                         draws, nfe = post.sample(args.draws, generator=torch.Generator().manual_seed(3 + index)), 0
@@ -222,7 +227,8 @@ def table(args) -> None:
           "| SW (floor: exact draws) | NFE/draw | s/case | bar |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ("deblur", "inpaint", "mri"):
-        for budget in args.budgets:
+        budgets = args.budgets or sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
+        for budget in budgets:
             for path in sorted((RESULTS / budget).glob(f"*__{name}.jsonl")):
                 records = [json.loads(line) for line in path.read_text().splitlines()]
                 sampler = path.name.split("__")[0]
@@ -271,7 +277,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run")
     r.add_argument("--cases", type=int, default=200)
-    r.add_argument("--draws", type=int, default=19, help="19, 39, 59, ...: see the module docstring")
+    r.add_argument("--draws", type=int, default=19, help="19, 39, 59, 79, ...: see the module docstring; results "
+                   "for other than 19 go to results/exact_images/<budget>_n<draws>/")
     r.add_argument("--budget", choices=sorted(BUDGETS), default="user")
     r.add_argument("--samplers", nargs="+", default=["exact", *BUDGETS["user"]])
     r.add_argument("--problems", nargs="+", default=["deblur", "inpaint", "mri"])
@@ -279,7 +286,8 @@ def main() -> None:
     c.add_argument("--cases", type=int, default=2)
     c.add_argument("--draws", type=int, default=400)
     t = sub.add_parser("table")
-    t.add_argument("--budgets", nargs="+", default=list(BUDGETS))
+    t.add_argument("--budgets", nargs="+", default=None,
+                   help="result folders under results/exact_images/ (default: all; e.g. user, user_n79)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.command == "run":

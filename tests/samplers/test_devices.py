@@ -45,9 +45,9 @@ def _problem():
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_samplers_create_nothing_without_an_explicit_device(name):
-    # mala: no density for network priors; dirac: its own model; split_gibbs: needs sigma_y / ||A|| above the
+    # mala: no density for network priors; dirac: its own model; split_gibbs (and split_gibbs_smc): needs sigma_y / ||A|| above the
     # schedule's lowest noise level, which this 40-step schedule does not reach (covered by test_dtypes.py)
-    assert set(SAMPLERS) - set(OPTIONS) == {"mala", "dirac", "split_gibbs"}
+    assert set(SAMPLERS) - set(OPTIONS) == {"mala", "dirac", "split_gibbs", "split_gibbs_smc"}
     problem, y = _problem()
     assert y.device == DEVICE
 
