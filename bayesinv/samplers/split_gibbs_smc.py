@@ -28,7 +28,14 @@ Yue, Bouman 2024, NeurIPS), whose annealed coupling is here made exact by the we
 
 The per-level weight variance is measured and returned (``extras["log_weight_var"]``): with ``m``
 measurements it scales like ``(sigma_{k-1}^2 / sigma_k^2 - 1)^2 m_eff / 2`` (``m_eff`` the number of
-data-determined directions), so the default 80 levels over a factor 6 keep it well below 1 on 32x32 images.
+data-determined directions): on the 32x32 lesion-mixture testbed it is about 0.05 per level for 80 levels over
+a factor 6, and it adds up over levels where the kernel refreshes the particles within their mode but cannot
+move them between modes (below ``sigma ~ 1.5 sigma_y`` there: a lesion appears or vanishes in under 4% of
+sweeps at ``sigma = 0.07``, in 10-45% at ``0.1-0.3``, ``sigma_y = 0.05``). Resampling there collapses the
+modes' lineages, so the ladder starts low (``start = 2.5``) and spends its levels on the small-``sigma`` end:
+with 80 levels from ``6 sigma_y`` the lesion probability of one ambiguous deblurring case varied with
+standard deviation 0.16 over clouds of 79 particles, with 80 levels from ``2.5 sigma_y`` 0.085 (exact draws:
+0.057).
 Cost per particle: ``start_sweeps + levels`` sweeps of at most ``level_steps + 1`` network calls, then
 ``final_sweeps`` sweeps of ``t + 1`` calls (``t`` the split timestep, about 10 for ``sigma_y = 0.05``).
 
@@ -92,8 +99,8 @@ class _State(NamedTuple):
 
 
 def split_gibbs_smc_particles(op, prior, y: torch.Tensor, sigma_y: float, num_particles: int, *,
-                              generator: torch.Generator, levels: int = 80, start: float = 6.0,
-                              start_sweeps: int = 20, final_sweeps: int = 30, level_steps: int = 10,
+                              generator: torch.Generator, levels: int = 100, start: float = 2.5,
+                              start_sweeps: int = 30, final_sweeps: int = 20, level_steps: int = 10,
                               ess_threshold: float = 0.5, rho_fraction: float = 0.9, chebyshev_degree: int = 24,
                               top: float | None = None, init: torch.Tensor | None = None,
                               name: str = "split_gibbs_smc", progress: bool = False) -> dict:
@@ -165,8 +172,8 @@ def split_gibbs_smc_particles(op, prior, y: torch.Tensor, sigma_y: float, num_pa
 
 
 def sample_split_gibbs_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int,
-                           generator: torch.Generator, levels: int = 80, start: float = 6.0,
-                           start_sweeps: int = 20, final_sweeps: int = 30, level_steps: int = 10,
+                           generator: torch.Generator, levels: int = 100, start: float = 2.5,
+                           start_sweeps: int = 30, final_sweeps: int = 20, level_steps: int = 10,
                            ess_threshold: float = 0.5, rho_fraction: float = 0.9, chebyshev_degree: int = 24,
                            init: torch.Tensor | None = None, progress: bool = False) -> Posterior:
     """Split Gibbs SMC posterior samples (module docstring): ``num_samples`` particles in one cloud.
