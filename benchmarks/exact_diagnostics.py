@@ -56,7 +56,8 @@ def draw_sets(prior, problem, name, cases, draws):
         shrunk = post.sample(draws, generator=torch.Generator().manual_seed(50_000 + index))
         sets["exact x0.8"].append(post.mean + 0.8 * (shrunk - post.mean))
         start = time.perf_counter()
-        res = SAMPLERS["ddrm"](problem, y, num_samples=draws, generator=torch.Generator().manual_seed(5 + index))
+        res = SAMPLERS["ddrm"](problem, y, num_samples=draws, progress=False,
+                                generator=torch.Generator().manual_seed(5 + index))
         seconds["ddrm"] += time.perf_counter() - start
         sets["ddrm"].append(res.samples.reshape(draws, *prior.event_shape).double())
         truths.append(truth[None])

@@ -36,7 +36,7 @@ modes' lineages, so the ladder starts low (``start = 2.5``) and spends its level
 with 80 levels from ``6 sigma_y`` the lesion probability of one ambiguous deblurring case varied with
 standard deviation 0.16 over clouds of 79 particles, with 80 levels from ``2.5 sigma_y`` 0.085 (exact draws:
 0.057).
-Cost per particle: ``start_sweeps + levels`` sweeps of at most ``level_steps + 1`` network calls, then
+Cost per particle: ``start_sweeps + steps`` sweeps of at most ``level_steps + 1`` network calls, then
 ``final_sweeps`` sweeps of ``t + 1`` calls (``t`` the split timestep, about 10 for ``sigma_y = 0.05``).
 
 >>> import torch
@@ -45,7 +45,7 @@ Cost per particle: ``start_sweeps + levels`` sweeps of at most ``level_steps + 1
 >>> from bayesinv.priors import GaussianPrior, vp_linear
 >>> prior = GaussianPrior(torch.zeros(2), 1.0, schedule=vp_linear(200))
 >>> problem = InverseProblem(Identity((2,)), Gaussian(0.5), prior)
->>> post = sample_split_gibbs_smc(problem, torch.zeros(1, 2, dtype=torch.float64), num_samples=4, levels=3,
+>>> post = sample_split_gibbs_smc(problem, torch.zeros(1, 2, dtype=torch.float64), num_samples=4, steps=3,
 ...                               start_sweeps=2, final_sweeps=2, generator=torch.Generator().manual_seed(0))
 >>> tuple(post.samples.shape)
 (4, 1, 2)
@@ -99,11 +99,12 @@ class _State(NamedTuple):
 
 
 def split_gibbs_smc_particles(op, prior, y: torch.Tensor, sigma_y: float, num_particles: int, *,
-                              generator: torch.Generator, levels: int = 100, start: float = 2.5,
+                              generator: torch.Generator, steps: int = 100, start: float = 2.5,
                               start_sweeps: int = 30, final_sweeps: int = 20, level_steps: int = 10,
                               ess_threshold: float = 0.5, rho_fraction: float = 0.9, chebyshev_degree: int = 12,
                               top: float | None = None, init: torch.Tensor | None = None,
-                              name: str = "split_gibbs_smc", progress: bool = False) -> dict:
+                              name: str = "split_gibbs_smc", progress: bool = False,
+                              callback: Callable | None = None) -> dict:
     """The particle system for ``G`` measurements at once: ``y: (G, *out_shape)`` (one cloud of
     ``num_particles`` per measurement; the clouds share every network call, but not their weights).
 
@@ -123,7 +124,7 @@ def split_gibbs_smc_particles(op, prior, y: torch.Tensor, sigma_y: float, num_pa
         x = op.pinv(y).real.to(dtype).repeat_interleave(n, 0).clone()
     else:
         x = init.to(dtype).reshape(g * n, *event).clone()
-    sigmas = sigma_ladder(sigma_y, start, levels)
+    sigmas = sigma_ladder(sigma_y, start, steps)
     log_var: list[float] = []
     ess_frac: list[float] = []
     resampled: list[float] = []
@@ -165,22 +166,23 @@ def split_gibbs_smc_particles(op, prior, y: torch.Tensor, sigma_y: float, num_pa
             + [("level", s, level_steps) for s in sigmas[1:-1]]
             + [("last", sigmas[-1], None)] + [("move", sigmas[-1], None)] * max(final_sweeps - 1, 0))
     state = _State(x, x, torch.zeros(g, n, dtype=torch.float64, device=x.device), 0, sigmas[0])
-    state = run_chain(step, state, plan, name=name, progress=progress, estimate=lambda st: st.z)
+    state = run_chain(step, state, plan, name=name, progress=progress, estimate=lambda st: st.z, callback=callback)
     rho = rho_fraction * sigma_y / math.sqrt(top)
     return {"x": state.x.reshape(g, n, *event), "nfe": state.nfe, "log_weight_var": log_var, "ess": ess_frac,
             "resampled": resampled, "sigmas": sigmas, "rho": rho}
 
 
 def sample_split_gibbs_smc(problem: InverseProblem, y: torch.Tensor, *, num_samples: int,
-                           generator: torch.Generator, levels: int = 100, start: float = 2.5,
+                           generator: torch.Generator, steps: int = 100, start: float = 2.5,
                            start_sweeps: int = 30, final_sweeps: int = 20, level_steps: int = 10,
                            ess_threshold: float = 0.5, rho_fraction: float = 0.9, chebyshev_degree: int = 12,
-                           init: torch.Tensor | None = None, progress: bool = False) -> Posterior:
+                           init: torch.Tensor | None = None, progress: bool = False,
+                           callback: Callable | None = None) -> Posterior:
     """Split Gibbs SMC posterior samples (module docstring): ``num_samples`` particles in one cloud.
 
     Parameters
     ----------
-    levels : noise levels after the start, ``sigma_y * start^(1 - k/levels)``, ``k = 1..levels``.
+    steps : noise levels after the start, ``sigma_y * start^(1 - k/steps)``, ``k = 1..steps``.
     start : ``sigma_0 / sigma_y`` (the first tempered posterior). start_sweeps : sweeps at ``sigma_0`` (prior
         steps of at most ``level_steps`` DDPM steps) before the first reweighting.
     final_sweeps : exact sweeps at ``sigma_y`` (full prior steps) after the last level, the first right after
@@ -189,6 +191,7 @@ def sample_split_gibbs_smc(problem: InverseProblem, y: torch.Tensor, *, num_samp
     rho_fraction, chebyshev_degree : as in :func:`~bayesinv.samplers.split_gibbs.sample_split_gibbs` (degree 12:
         at ``rho_fraction = 0.9`` the Chebyshev error of the square root is about ``2.5^-12 ~ 1e-5``).
     init : ``(num_samples, *event_shape)`` start (default ``A^+ y``).
+    progress : a progress bar over the sweeps. callback : ``callback(sweep, x, z)`` after every sweep.
 
     Returns
     -------
@@ -197,25 +200,24 @@ def sample_split_gibbs_smc(problem: InverseProblem, y: torch.Tensor, *, num_samp
     """
     name = "split_gibbs_smc"
     clock = Clock()
-    steps = start_sweeps + levels + final_sweeps
-    y = check_inputs(name, problem, y, num_samples=num_samples, steps=max(steps, 1), generator=generator)
+    y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
     op, noise, prior = problem.operator, problem.noise, problem.prior
     if not isinstance(op, LinearOperator) or not isinstance(noise, Gaussian) or noise.sigma is None \
             or problem.nuisance:
         raise TypeError(f"{name}: needs a LinearOperator, Gaussian noise of known sigma and no latents; got "
                         f"{type(op).__name__}, {noise!r}, latents {sorted(problem.nuisance)}")
-    if not (levels >= 1 and start >= 1 and start_sweeps >= 0 and final_sweeps >= 1 and level_steps >= 1
+    if not (steps >= 1 and start >= 1 and start_sweeps >= 0 and final_sweeps >= 1 and level_steps >= 1
             and 0 <= ess_threshold <= 1 and 0 < rho_fraction < 1 and chebyshev_degree >= 2):
-        raise ValueError(f"{name}: need levels >= 1, start >= 1, start_sweeps >= 0, final_sweeps >= 1, "
+        raise ValueError(f"{name}: need steps >= 1, start >= 1, start_sweeps >= 0, final_sweeps >= 1, "
                          f"level_steps >= 1, 0 <= ess_threshold <= 1, 0 < rho_fraction < 1, chebyshev_degree >= 2; "
-                         f"got {levels}, {start}, {start_sweeps}, {final_sweeps}, {level_steps}, {ess_threshold}, "
+                         f"got {steps}, {start}, {start_sweeps}, {final_sweeps}, {level_steps}, {ess_threshold}, "
                          f"{rho_fraction}, {chebyshev_degree}")
     out = split_gibbs_smc_particles(op, prior, y, float(noise.sigma), num_samples, generator=generator,
-                                    levels=levels, start=start, start_sweeps=start_sweeps,
+                                    steps=steps, start=start, start_sweeps=start_sweeps,
                                     final_sweeps=final_sweeps, level_steps=level_steps, ess_threshold=ess_threshold,
                                     rho_fraction=rho_fraction, chebyshev_degree=chebyshev_degree, init=init,
-                                    name=name, progress=progress)
-    settings = {"levels": levels, "start": start, "start_sweeps": start_sweeps, "final_sweeps": final_sweeps,
+                                    name=name, progress=progress, callback=callback)
+    settings = {"steps": steps, "start": start, "start_sweeps": start_sweeps, "final_sweeps": final_sweeps,
                 "level_steps": level_steps, "ess_threshold": ess_threshold, "rho_fraction": rho_fraction,
                 "chebyshev_degree": chebyshev_degree, "rho": out["rho"]}
     extras = {k: out[k] for k in ("log_weight_var", "ess", "resampled")}

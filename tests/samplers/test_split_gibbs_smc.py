@@ -48,7 +48,7 @@ def test_lesion_probability_and_moments_match_exact_posterior(lesion_case):
     prior, problem, y, exact = lesion_case
     assert 0.4 < exact.lesion_probability < 0.6
     n = 256
-    post = sample_split_gibbs_smc(problem, y, num_samples=n, levels=40, start=2.5, start_sweeps=20,
+    post = sample_split_gibbs_smc(problem, y, num_samples=n, steps=40, start=2.5, start_sweeps=20,
                                   final_sweeps=15, generator=torch.Generator().manual_seed(0))
     draws = post.samples[:, 0]
     assert post.samples.shape == (n, 1, 1, 8, 8) and post.nfe > 0
@@ -69,7 +69,7 @@ def test_lesion_probability_and_moments_match_exact_posterior(lesion_case):
 
 def test_bad_inputs(lesion_case):
     _, problem, y, _ = lesion_case
-    with pytest.raises(ValueError, match="levels >= 1"):
-        sample_split_gibbs_smc(problem, y, num_samples=2, levels=0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        sample_split_gibbs_smc(problem, y, num_samples=2, steps=0, generator=torch.Generator())
     with pytest.raises(TypeError, match="generator"):
         sample_split_gibbs_smc(problem, y, num_samples=2, generator=0)
