@@ -29,6 +29,8 @@ n exact draws exactly as the samplers' draws are used. Both must read 90% within
     OMP_NUM_THREADS=1 nohup python benchmarks/exact_images.py run --cases 200 > exact_images.log 2>&1 &
     python benchmarks/exact_images.py table          # the markdown table of whatever has finished
     python benchmarks/exact_images.py prior-step     # split Gibbs' prior step vs the exact denoising posterior
+    python benchmarks/exact_images.py mixing         # lesion switches per split Gibbs sweep at fixed sigma
+    python benchmarks/exact_images.py smc-check      # split Gibbs SMC's P(lesion) spread over clouds, one case
 """
 
 from __future__ import annotations
@@ -287,6 +289,49 @@ def prior_step_check(args) -> None:
               f"draws inside the exact 90% intervals {100 * inside:.1f}%", flush=True)
 
 
+def smc_check(args) -> None:
+    """The spread of split Gibbs SMC's P(lesion|y) over independent clouds on one case, against exact draws."""
+    from bayesinv.samplers.split_gibbs_smc import split_gibbs_smc_particles
+
+    prior = make_prior()
+    problem = make_problems(prior)[args.problem]
+    _, _, _, y = make_case(prior, problem, args.problem, args.case)
+    post = LesionPosteriorSolver(problem).posterior(y)
+    g, n = args.clouds, args.draws
+    out = split_gibbs_smc_particles(problem.operator, prior, y.expand(g, *y.shape[1:]), SIGMA_Y, n,
+                                    generator=torch.Generator().manual_seed(0), steps=args.steps, start=args.start,
+                                    start_sweeps=args.start_sweeps, final_sweeps=args.final_sweeps)
+    p_smc = prior.lesion_probability(out["x"].reshape(g * n, *prior.event_shape)).reshape(g, n).mean(1)
+    exact = post.sample(g * n, generator=torch.Generator().manual_seed(1))
+    p_exact = prior.lesion_probability(exact).reshape(g, n).mean(1)
+    var = out["log_weight_var"]
+    print(f"{args.problem} case {args.case}: P(lesion|y) = {post.lesion_probability:.3f}; {g} clouds of {n}: "
+          f"{[round(float(v), 3) for v in p_smc]}, mean {float(p_smc.mean()):.3f}, sd {float(p_smc.std()):.3f} "
+          f"(exact draws in sets of {n}: sd {float(p_exact.std()):.3f}); NFE/particle {out['nfe']}; per-level "
+          f"log-weight variance max {max(var):.3f}, sum {sum(var):.2f}; resamplings per cloud "
+          f"{sum(out['resampled']):.1f}")
+
+
+def mixing_check(args) -> None:
+    """How often split Gibbs chains at a fixed (tempered) noise level switch lesion component per sweep."""
+    from bayesinv.samplers.split_gibbs import split_gibbs_sweep
+
+    prior = make_prior()
+    problem = make_problems(prior)[args.problem]
+    _, _, _, y = make_case(prior, problem, args.problem, args.case)
+    op = problem.operator
+    g = torch.Generator().manual_seed(0)
+    for sigma in args.sigmas:
+        x = op.pinv(y).real.expand(args.chains, 1, SIZE, SIZE).clone()
+        comps = []
+        for _ in range(args.sweeps):
+            x, _, _, _, rho = split_gibbs_sweep(op, prior, x, y, sigma, 1.01, 0.9, 24, g, 10)
+            comps.append(prior.responsibilities(x).argmax(1))
+        lesion = (torch.stack(comps[args.sweeps // 5:]) > 0).double()
+        print(f"sigma {sigma} (rho {rho:.3f}): the lesion indicator changes in "
+              f"{100 * float((lesion[1:] != lesion[:-1]).double().mean()):.1f}% of sweeps", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,6 +345,21 @@ def main() -> None:
     c = sub.add_parser("prior-step", help="split Gibbs' prior step against the exact denoising posterior")
     c.add_argument("--cases", type=int, default=2)
     c.add_argument("--draws", type=int, default=400)
+    m = sub.add_parser("smc-check", help="split Gibbs SMC's P(lesion) spread over clouds on one case")
+    m.add_argument("--problem", default="deblur")
+    m.add_argument("--case", type=int, default=3)
+    m.add_argument("--clouds", type=int, default=4)
+    m.add_argument("--draws", type=int, default=79)
+    m.add_argument("--steps", type=int, default=100)
+    m.add_argument("--start", type=float, default=2.5)
+    m.add_argument("--start-sweeps", type=int, default=30)
+    m.add_argument("--final-sweeps", type=int, default=20)
+    x = sub.add_parser("mixing", help="lesion-indicator switches per split Gibbs sweep at fixed noise levels")
+    x.add_argument("--problem", default="deblur")
+    x.add_argument("--case", type=int, default=3)
+    x.add_argument("--chains", type=int, default=20)
+    x.add_argument("--sweeps", type=int, default=25)
+    x.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.07, 0.1, 0.15, 0.2, 0.3])
     t = sub.add_parser("table")
     t.add_argument("--budgets", nargs="+", default=None,
                    help="result folders under results/exact_images/ (default: all; e.g. user, user_n79)")
@@ -314,6 +374,10 @@ def main() -> None:
         run(args)
     elif args.command == "prior-step":
         prior_step_check(args)
+    elif args.command == "smc-check":
+        smc_check(args)
+    elif args.command == "mixing":
+        mixing_check(args)
     else:
         table(args)
 
