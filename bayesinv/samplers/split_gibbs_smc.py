@@ -35,9 +35,9 @@ lesion appears or vanishes in 4% of sweeps at ``sigma = 0.05-0.07``, 8% at 0.1, 
 (``python benchmarks/exact_images.py mixing``). Resampling at those low levels collapses the modes' lineages,
 so the ladder starts low (``start = 2.5``) and spends its levels on the small-``sigma`` end: with 80 levels
 from ``6 sigma_y`` that case's lesion probability varied with standard deviation 0.16 over clouds of 79
-particles, with 80 levels from ``2.5 sigma_y`` 0.085, against 0.057 for sets of 79 exact draws
-(``python benchmarks/exact_images.py smc-check --steps 80 --start 6 --start-sweeps 20 --final-sweeps 30``,
-and ``--steps 80``; 6 and 4 clouds).
+particles (6 clouds), with 80 levels from ``2.5 sigma_y`` 0.085 (4 clouds), against 0.057 for sets of 79
+exact draws (``python benchmarks/exact_images.py smc-check --steps 80 --start 6 --start-sweeps 20
+--final-sweeps 30 --clouds 6`` and ``smc-check --steps 80``).
 Cost per particle: ``start_sweeps + steps`` sweeps of at most ``level_steps + 1`` network calls, then
 ``final_sweeps`` sweeps of ``t + 1`` calls (``t`` the split timestep, about 10 for ``sigma_y = 0.05``).
 
