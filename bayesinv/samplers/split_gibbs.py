@@ -20,7 +20,8 @@ exact split). Gibbs sweeps alternate the two conditionals:
   ~10 timesteps below ``rho`` its per-pixel spread is 0.96 of the exact one on the 32x32 lesion-mixture prior
   (``python benchmarks/exact_images.py prior-step``).
 
-Chains are brought to the posterior's modes by a tempered start: ``anneal_sweeps`` sweeps with ``sigma_y``
+Chains are brought to the posterior's modes by a tempered start (its proportions of the modes are not corrected
+afterwards: :mod:`bayesinv.samplers.split_gibbs_smc` weights them): ``anneal_sweeps`` sweeps with ``sigma_y``
 replaced by ``sigma_y * anneal_start^(1 - k / anneal_sweeps)`` (each sweep exact for that tempered posterior
 but with coarser prior steps), before the exact sweeps.
 
