@@ -33,7 +33,7 @@ EXAMPLES: dict[str, list[str]] = {
 # The registry names of bayesinv.samplers.SAMPLERS and bayesinv.samplers.baselines.BASELINES, listed here so
 # that --help needs no torch (tests/test_readme.py checks that they match the registries).
 SAMPLER_NAMES = ("dps", "ddrm", "score_sde", "annealed_langevin", "ula", "pnp_ula", "mala", "smc", "dirac",
-                 "split_gibbs")
+                 "split_gibbs", "split_gibbs_smc")
 BASELINE_NAMES = ("minnorm", "tikhonov", "tv", "wavelet_l1", "pnp_admm", "unrolled", "csgm")
 
 # One-shot `bayesinv sample` runs use these settings unless --steps / --option say otherwise, so that a run

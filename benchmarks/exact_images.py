@@ -29,6 +29,8 @@ n exact draws exactly as the samplers' draws are used. Both must read 90% within
     OMP_NUM_THREADS=1 nohup python benchmarks/exact_images.py run --cases 200 > exact_images.log 2>&1 &
     python benchmarks/exact_images.py table          # the markdown table of whatever has finished
     python benchmarks/exact_images.py prior-step     # split Gibbs' prior step vs the exact denoising posterior
+    python benchmarks/exact_images.py mixing         # lesion switches per split Gibbs sweep at fixed sigma
+    python benchmarks/exact_images.py smc-check      # split Gibbs SMC's P(lesion) spread over clouds, one case
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ SIZE = 32
 # per draw) are out of reach here; 100 steps and one cloud of 256 particles shared by the draws is MCGdiff's use.
 BUDGETS = {
     "user": {"dps": {}, "ddrm": {}, "score_sde": {}, "annealed_langevin": {}, "ula": {}, "pnp_ula": {}, "mala": {},
-             "smc": {"steps": 100, "num_particles": 256, "num_systems": 1}, "split_gibbs": {}},
+             "smc": {"steps": 100, "num_particles": 256, "num_systems": 1}, "split_gibbs": {}, "split_gibbs_smc": {}},
     "large": {"smc": {"steps": 200, "num_particles": 1024, "num_systems": 1},
               "score_sde": {"corrector_steps": 2}, "annealed_langevin": {"steps_per_level": 300}},
 }
@@ -107,12 +109,17 @@ def score_draws(prior, draws, truth, mask, exact_lo, exact_hi, reference, direct
                                            directions=directions))}
 
 
+def results_dir(budget: str, draws: int) -> Path:
+    """``results/exact_images/<budget>`` for 19 draws per case (the first runs), ``<budget>_n<draws>`` else."""
+    return RESULTS / (budget if draws == 19 else f"{budget}_n{draws}")
+
+
 def run(args) -> None:
     prior = make_prior()
     problems = {k: v for k, v in make_problems(prior).items() if k in args.problems}
     budget = BUDGETS[args.budget]
     samplers = [s for s in args.samplers if s == "exact" or s in budget]
-    out_dir = RESULTS / args.budget
+    out_dir = results_dir(args.budget, args.draws)
     out_dir.mkdir(parents=True, exist_ok=True)
     solvers = {}
     done = {}
@@ -137,7 +144,7 @@ def run(args) -> None:
             base = {"case": index, "has_lesion": comp > 0, "p_exact": post.lesion_probability}
             for s in todo:
                 start = time.perf_counter()
-                record = dict(base, sampler=s, budget=args.budget, settings=budget.get(s, {}))
+                record = dict(base, sampler=s, budget=args.budget, settings=budget.get(s, {}), draws=args.draws)
                 try:
                     if s == "exact":
                         draws, nfe = post.sample(args.draws, generator=torch.Generator().manual_seed(3 + index)), 0
@@ -217,17 +224,32 @@ def passes(s: dict) -> bool:
             and s["mae"] <= 0.05 and s["nfe"] <= 2000)
 
 
+def mae_floor(exact: dict[int, dict], records: list[dict]) -> float:
+    """The exact draws' P(lesion) MAE on the cases of ``records`` (same draw count): the Monte-Carlo floor."""
+    cases = [r["case"] for r in records if "error" not in r and r["case"] in exact]
+    if not cases:
+        return float("nan")
+    return float(np.mean([abs(exact[c]["p_hat"] - exact[c]["p_exact"]) for c in cases]))
+
+
 def table(args) -> None:
-    print("| problem | sampler | budget | cases | cover 90% [boot 95%] | lesion cover | width | P(les) MAE | ECE | AUC "
-          "| SW (floor: exact draws) | NFE/draw | s/case | bar |")
+    print("| problem | sampler | budget | cases | cover 90% [boot 95%] | lesion cover | width | P(les) MAE (floor) "
+          "| ECE | AUC | SW (floor: exact draws) | NFE/draw | s/case | bar |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ("deblur", "inpaint", "mri"):
-        for budget in args.budgets:
-            for path in sorted((RESULTS / budget).glob(f"*__{name}.jsonl")):
-                records = [json.loads(line) for line in path.read_text().splitlines()]
-                sampler = path.name.split("__")[0]
+        budgets = args.budgets or sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
+        for budget in budgets:
+            paths = sorted((RESULTS / budget).glob(f"*__{name}.jsonl"))
+            loaded = {path.name.split("__")[0]: [json.loads(line) for line in path.read_text().splitlines()]
+                      for path in paths}
+            if args.common and loaded:
+                shared = set.intersection(*({r["case"] for r in recs if "error" not in r} for recs in loaded.values()))
+                loaded = {k: [r for r in recs if r["case"] in shared] for k, recs in loaded.items()}
+            exact = {r["case"]: r for r in loaded.get("exact", []) if "error" not in r}
+            for sampler, records in loaded.items():
                 rows = [("exact intervals", summarise(records, quantile=True)), ("exact draws", summarise(records))] \
                     if sampler == "exact" else [(sampler, summarise(records))]
+                floor = mae_floor(exact, records)
                 for label, s in rows:
                     if not s["cases"]:
                         print(f"| {name} | {label} | {budget} | 0 ({s['errors']} failed) |" + " |" * 10)
@@ -236,10 +258,11 @@ def table(args) -> None:
                     fmt = lambda v, f: "–" if isinstance(v, float) and math.isnan(v) else format(v, f)  # noqa: E731
                     lesion = "–" if math.isnan(s["lesion"]) else \
                         f"{100 * s['lesion']:.1f} [{100 * s['lesion_ci'][0]:.1f}, {100 * s['lesion_ci'][1]:.1f}]"
+                    mae = f"{s['mae']:.3f}" if label == "exact intervals" else f"{s['mae']:.3f} ({fmt(floor, '.3f')})"
                     print(f"| {name} | {label} | {budget} | {s['cases']}{fails} | {100 * s['cover']:.1f} "
                           f"[{100 * s['cover_ci'][0]:.1f}, {100 * s['cover_ci'][1]:.1f}] | {lesion} "
                           f"| {fmt(s['width'], '.2f')} "
-                          f"| {s['mae']:.3f} | {s['ece']:.3f} | {fmt(s['auc'], '.3f')} | {fmt(s['sw'], '.3f')} "
+                          f"| {mae} | {s['ece']:.3f} | {fmt(s['auc'], '.3f')} | {fmt(s['sw'], '.3f')} "
                           f"| {s['nfe']} | {s['seconds']:.1f} "
                           f"| {'yes' if passes(s) and label != 'exact intervals' else ''} |")
 
@@ -266,20 +289,82 @@ def prior_step_check(args) -> None:
               f"draws inside the exact 90% intervals {100 * inside:.1f}%", flush=True)
 
 
+def smc_check(args) -> None:
+    """The spread of split Gibbs SMC's P(lesion|y) over independent clouds on one case, against exact draws."""
+    from bayesinv.samplers.split_gibbs_smc import split_gibbs_smc_particles
+
+    prior = make_prior()
+    problem = make_problems(prior)[args.problem]
+    _, _, _, y = make_case(prior, problem, args.problem, args.case)
+    post = LesionPosteriorSolver(problem).posterior(y)
+    g, n = args.clouds, args.draws
+    out = split_gibbs_smc_particles(problem.operator, prior, y.expand(g, *y.shape[1:]), SIGMA_Y, n,
+                                    generator=torch.Generator().manual_seed(0), steps=args.steps, start=args.start,
+                                    start_sweeps=args.start_sweeps, final_sweeps=args.final_sweeps)
+    p_smc = prior.lesion_probability(out["x"].reshape(g * n, *prior.event_shape)).reshape(g, n).mean(1)
+    exact = post.sample(g * n, generator=torch.Generator().manual_seed(1))
+    p_exact = prior.lesion_probability(exact).reshape(g, n).mean(1)
+    var = out["log_weight_var"]
+    print(f"{args.problem} case {args.case}: P(lesion|y) = {post.lesion_probability:.3f}; {g} clouds of {n}: "
+          f"{[round(float(v), 3) for v in p_smc]}, mean {float(p_smc.mean()):.3f}, sd {float(p_smc.std()):.3f} "
+          f"(exact draws in sets of {n}: sd {float(p_exact.std()):.3f}); NFE/particle {out['nfe']}; per-level "
+          f"log-weight variance max {max(var):.3f}, sum {sum(var):.2f}; resamplings per cloud "
+          f"{sum(out['resampled']):.1f}")
+
+
+def mixing_check(args) -> None:
+    """How often split Gibbs chains at a fixed (tempered) noise level switch lesion component per sweep."""
+    from bayesinv.samplers.split_gibbs import split_gibbs_sweep
+
+    prior = make_prior()
+    problem = make_problems(prior)[args.problem]
+    _, _, _, y = make_case(prior, problem, args.problem, args.case)
+    op = problem.operator
+    g = torch.Generator().manual_seed(0)
+    for sigma in args.sigmas:
+        x = op.pinv(y).real.expand(args.chains, 1, SIZE, SIZE).clone()
+        comps = []
+        for _ in range(args.sweeps):
+            x, _, _, _, rho = split_gibbs_sweep(op, prior, x, y, sigma, 1.01, 0.9, 24, g, 10)
+            comps.append(prior.responsibilities(x).argmax(1))
+        lesion = (torch.stack(comps[args.sweeps // 5:]) > 0).double()
+        print(f"sigma {sigma} (rho {rho:.3f}): the lesion indicator changes in "
+              f"{100 * float((lesion[1:] != lesion[:-1]).double().mean()):.1f}% of sweeps", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run")
     r.add_argument("--cases", type=int, default=200)
-    r.add_argument("--draws", type=int, default=19, help="19, 39, 59, ...: see the module docstring")
+    r.add_argument("--draws", type=int, default=19, help="19, 39, 59, 79, ...: see the module docstring; results "
+                   "for other than 19 go to results/exact_images/<budget>_n<draws>/")
     r.add_argument("--budget", choices=sorted(BUDGETS), default="user")
     r.add_argument("--samplers", nargs="+", default=["exact", *BUDGETS["user"]])
     r.add_argument("--problems", nargs="+", default=["deblur", "inpaint", "mri"])
     c = sub.add_parser("prior-step", help="split Gibbs' prior step against the exact denoising posterior")
     c.add_argument("--cases", type=int, default=2)
     c.add_argument("--draws", type=int, default=400)
+    m = sub.add_parser("smc-check", help="split Gibbs SMC's P(lesion) spread over clouds on one case")
+    m.add_argument("--problem", default="deblur")
+    m.add_argument("--case", type=int, default=3)
+    m.add_argument("--clouds", type=int, default=4)
+    m.add_argument("--draws", type=int, default=79)
+    m.add_argument("--steps", type=int, default=100)
+    m.add_argument("--start", type=float, default=2.5)
+    m.add_argument("--start-sweeps", type=int, default=30)
+    m.add_argument("--final-sweeps", type=int, default=20)
+    x = sub.add_parser("mixing", help="lesion-indicator switches per split Gibbs sweep at fixed noise levels")
+    x.add_argument("--problem", default="deblur")
+    x.add_argument("--case", type=int, default=3)
+    x.add_argument("--chains", type=int, default=20)
+    x.add_argument("--sweeps", type=int, default=25)
+    x.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.07, 0.1, 0.15, 0.2, 0.3])
     t = sub.add_parser("table")
-    t.add_argument("--budgets", nargs="+", default=list(BUDGETS))
+    t.add_argument("--budgets", nargs="+", default=None,
+                   help="result folders under results/exact_images/ (default: all; e.g. user, user_n79)")
+    t.add_argument("--common", action="store_true",
+                   help="per folder and problem, only the cases that every sampler (and the exact rows) finished")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.command == "run":
@@ -289,6 +374,10 @@ def main() -> None:
         run(args)
     elif args.command == "prior-step":
         prior_step_check(args)
+    elif args.command == "smc-check":
+        smc_check(args)
+    elif args.command == "mixing":
+        mixing_check(args)
     else:
         table(args)
 

@@ -221,26 +221,34 @@ class LesionMixturePrior(ScorePrior):
         return self.background.variance + spread.reshape(self.event_shape)
 
     # -- exact noisy quantities ---------------------------------------------------------------------
-    def _parts(self, xf: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
-        """Log-joints ``(B, J)`` up to the shared term, the shared term ``(B,)`` and the noisy variance."""
+    def _parts(self, xf: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, with_shared: bool = True):
+        """Log-joints ``(B, J)`` up to the shared term, the shared term ``(B,)`` (``None`` unless
+        ``with_shared``) and the noisy variance (``(1, 1, H, W)`` when all ``B`` share one timestep)."""
         b = xf.shape[0]
         shape = (b, *self.event_shape)
-        var = alpha.reshape(-1, 1, 1, 1) ** 2 * self.power_spectrum + sigma.reshape(-1, 1, 1, 1) ** 2  # (B,1,H,W)
-        u = xf.reshape(shape) - alpha.reshape(-1, 1, 1, 1) * self.background.mean
+        if b > 1 and alpha.stride(0) == 0 and sigma.stride(0) == 0:
+            # one timestep for the batch (``batch_coefficients`` of an int ``t`` expands one value; read from the
+            # strides, not the values, so nothing syncs with the device): one variance image, one (1, L) term
+            alpha, sigma = alpha[:1], sigma[:1]
+        var = alpha.reshape(-1, 1, 1, 1) ** 2 * self.power_spectrum + sigma.reshape(-1, 1, 1, 1) ** 2
+        a4 = alpha.reshape(-1, 1, 1, 1)
+        u = xf.reshape(shape) - a4 * self.background.mean
         coef = torch.fft.fft2(u, norm="ortho")
         v = torch.fft.ifft2(coef / var, norm="ortho").real.reshape(b, -1)  # C_t^{-1} u
         a = alpha[:, None]
-        lesion = a * (v @ self.offsets.T) - 0.5 * a**2 * ((1 / var).reshape(b, -1) @ self._offset_power.T)
+        lesion = a * (v @ self.offsets.T) - 0.5 * a**2 * ((1 / var).reshape(var.shape[0], -1) @ self._offset_power.T)
         none = torch.zeros(b, 1, dtype=torch.float64, device=xf.device)
         log_joint = self.weights.log() + torch.cat([none, lesion], 1)
-        shared = -0.5 * ((coef.abs() ** 2 / var).reshape(b, -1).sum(1) + var.log().reshape(b, -1).sum(1)
-                         + self.dim * _LOG_2PI)
+        if not with_shared:
+            return log_joint, None, var
+        shared = -0.5 * ((coef.abs() ** 2 / var).reshape(b, -1).sum(1)
+                         + var.log().reshape(var.shape[0], -1).sum(1) + self.dim * _LOG_2PI)
         return log_joint, shared, var
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         xf = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
         alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0], xf.device)
-        log_joint, _, var = self._parts(xf, alpha, sigma)
+        log_joint, _, var = self._parts(xf, alpha, sigma, with_shared=False)
         resp = torch.softmax(log_joint, 1)
         mbar = (self.background.mean_vector + resp[:, 1:] @ self.offsets).reshape(-1, *self.event_shape)
         a = alpha.reshape(-1, 1, 1, 1)

@@ -24,7 +24,8 @@ from bayesinv.samplers.registry import SAMPLERS
 from bayesinv.samplers.score_sde import sample_score_sde
 from bayesinv.samplers.smc import sample_smc
 from bayesinv.samplers.split_gibbs import sample_split_gibbs
+from bayesinv.samplers.split_gibbs_smc import sample_split_gibbs_smc
 
 __all__ = ["SAMPLERS", "sample_dps", "sample_ddrm", "sample_score_sde", "sample_annealed_langevin", "sample_ula",
            "sample_pnp_ula", "sample_mala", "sample_smc", "sample_dirac", "sample_gibbs",
-           "sample_split_gibbs"]
+           "sample_split_gibbs", "sample_split_gibbs_smc"]

@@ -18,6 +18,7 @@ from bayesinv.samplers.langevin import sample_mala, sample_pnp_ula, sample_ula
 from bayesinv.samplers.score_sde import sample_score_sde
 from bayesinv.samplers.smc import sample_smc
 from bayesinv.samplers.split_gibbs import sample_split_gibbs
+from bayesinv.samplers.split_gibbs_smc import sample_split_gibbs_smc
 
 __all__ = ["SAMPLERS"]
 
@@ -32,6 +33,7 @@ SAMPLERS: dict[str, Callable[..., Posterior]] = {
     "smc": sample_smc,
     "dirac": sample_dirac,
     "split_gibbs": sample_split_gibbs,
+    "split_gibbs_smc": sample_split_gibbs_smc,
 }
 # sample_gibbs (images + scalar latents jointly) wraps the samplers above and needs a problem with latents,
 # so it is exported by bayesinv.samplers but not in the registry that studies and the CLI draw from.

@@ -20,7 +20,8 @@ exact split). Gibbs sweeps alternate the two conditionals:
   ~10 timesteps below ``rho`` its per-pixel spread is 0.96 of the exact one on the 32x32 lesion-mixture prior
   (``python benchmarks/exact_images.py prior-step``).
 
-Chains are brought to the posterior's modes by a tempered start: ``anneal_sweeps`` sweeps with ``sigma_y``
+Chains are brought to the posterior's modes by a tempered start (its proportions of the modes are not corrected
+afterwards: :mod:`bayesinv.samplers.split_gibbs_smc` weights them): ``anneal_sweeps`` sweeps with ``sigma_y``
 replaced by ``sigma_y * anneal_start^(1 - k / anneal_sweeps)`` (each sweep exact for that tempered posterior
 but with coarser prior steps), before the exact sweeps.
 
@@ -92,7 +93,8 @@ def _prior_step(prior, z: torch.Tensor, t_split: int, generator: torch.Generator
     abar = sched.alpha**2
     x = sched.alpha[t_split] * z
     num = t_split + 1 if max_steps is None else min(t_split + 1, int(max_steps))
-    ts = torch.linspace(t_split, 0, num).round().long().unique_consecutive().tolist() if num > 1 else [t_split]
+    grid = torch.linspace(t_split, 0, num, device="cpu")  # host-side timestep indices
+    ts = grid.round().long().unique_consecutive().tolist() if num > 1 else [t_split]
     if ts[-1] != 0:
         ts.append(0)
     for t, s in zip(ts[:-1], ts[1:], strict=True):

@@ -45,9 +45,9 @@ def _problem():
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))
 def test_samplers_create_nothing_without_an_explicit_device(name):
-    # mala: no density for network priors; dirac: its own model; split_gibbs: needs sigma_y / ||A|| above the
+    # mala: no density for network priors; dirac: its own model; split_gibbs (and split_gibbs_smc): needs sigma_y / ||A|| above the
     # schedule's lowest noise level, which this 40-step schedule does not reach (covered by test_dtypes.py)
-    assert set(SAMPLERS) - set(OPTIONS) == {"mala", "dirac", "split_gibbs"}
+    assert set(SAMPLERS) - set(OPTIONS) == {"mala", "dirac", "split_gibbs", "split_gibbs_smc"}
     problem, y = _problem()
     assert y.device == DEVICE
 
@@ -139,13 +139,12 @@ def test_samplers_on_analytic_priors_create_nothing_without_an_explicit_device(p
     assert not failed, failed
 
 
-@pytest.mark.xfail(strict=True, reason="samplers/split_gibbs.py builds its time grid with torch.linspace(...) "
-                                       "without device= (owned by another change)")
-def test_split_gibbs_creates_nothing_without_an_explicit_device():
+@pytest.mark.parametrize("name", ["split_gibbs", "split_gibbs_smc"])
+def test_split_gibbs_creates_nothing_without_an_explicit_device(name):
     problem, y = _analytic_problem("gaussian", "denoise")
 
     def run():
-        return SAMPLERS["split_gibbs"](problem, y, num_samples=2, steps=3, progress=False,
+        return SAMPLERS[name](problem, y, num_samples=2, steps=3, progress=False,
                                        generator=torch.Generator(device=DEVICE).manual_seed(0))
 
     reference = run()

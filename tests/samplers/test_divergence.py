@@ -121,6 +121,9 @@ BAD_OPTIONS = [
     ("split_gibbs", {"rho_fraction": 1.5}, "0 < rho_fraction < 1"),
     ("split_gibbs", {"thin": 0}, "thin >= 1"),
     ("split_gibbs", {"anneal_start": 0.5}, "anneal_start >= 1"),
+    ("split_gibbs_smc", {"start": 0.5}, "start >= 1"),
+    ("split_gibbs_smc", {"ess_threshold": 1.5}, "ess_threshold <= 1"),
+    ("split_gibbs_smc", {"final_sweeps": 0}, "final_sweeps >= 1"),
 ]
 
 

@@ -29,6 +29,7 @@ OPTIONS = {
     "smc": {"steps": 5, "num_particles": 4},
     "dirac": {"variant": "po", "steps": 5},
     "split_gibbs": {"steps": 3, "anneal_sweeps": 2, "chebyshev_degree": 8},
+    "split_gibbs_smc": {"steps": 2, "start_sweeps": 1, "final_sweeps": 1, "chebyshev_degree": 8},
 }
 
 
