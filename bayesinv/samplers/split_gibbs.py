@@ -58,7 +58,7 @@ from bayesinv.priors.schedules import standard_normal
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers._driver import Clock, check_inputs, make_posterior, run_chain
 
-__all__ = ["sample_split_gibbs", "split_noise_level", "SplitGibbsState", "split_gibbs_sweep"]
+__all__ = ["sample_split_gibbs", "split_noise_level", "SplitGibbsState", "split_gibbs_sweep", "check_linear_gaussian"]
 
 
 def split_noise_level(schedule, bound: float) -> int:
@@ -123,6 +123,17 @@ def split_gibbs_sweep(op, prior, x, y, sigma, top, rho_fraction, degree, generat
     return x, z, calls, t_split, rho
 
 
+def check_linear_gaussian(name: str, problem: InverseProblem):
+    """``(operator, noise, prior)`` of a problem that the split samplers can run: a linear operator, Gaussian noise
+    of known sigma, no latents; a ``TypeError`` naming what is missing otherwise."""
+    op, noise = problem.operator, problem.noise
+    if not isinstance(op, LinearOperator) or not isinstance(noise, Gaussian) or noise.sigma is None \
+            or problem.nuisance:
+        raise TypeError(f"{name}: needs a LinearOperator, Gaussian noise of known sigma and no latents; got "
+                        f"{type(op).__name__}, {noise!r}, latents {sorted(problem.nuisance)}")
+    return op, noise, problem.prior
+
+
 def sample_split_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, generator: torch.Generator,
                        steps: int = 100, burn_in: int | None = None, thin: int = 10, num_draws: int = 1,
                        rho_fraction: float = 0.9, chebyshev_degree: int = 40, init: torch.Tensor | None = None,
@@ -150,11 +161,7 @@ def sample_split_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples:
     name = "split_gibbs"
     clock = Clock()
     y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
-    op, noise, prior = problem.operator, problem.noise, problem.prior
-    if not isinstance(op, LinearOperator) or not isinstance(noise, Gaussian) or noise.sigma is None \
-            or problem.nuisance:
-        raise TypeError(f"{name}: needs a LinearOperator, Gaussian noise of known sigma and no latents; got "
-                        f"{type(op).__name__}, {noise!r}, latents {sorted(problem.nuisance)}")
+    op, noise, prior = check_linear_gaussian(name, problem)
     burn_in = steps - thin * (num_draws - 1) if burn_in is None else int(burn_in)
     if not (num_draws >= 1 and thin >= 1 and 1 <= burn_in and burn_in + thin * (num_draws - 1) <= steps):
         raise ValueError(f"{name}: need num_draws >= 1, thin >= 1 and 1 <= burn_in, burn_in + thin (num_draws - 1) "

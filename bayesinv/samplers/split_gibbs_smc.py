@@ -61,12 +61,11 @@ from typing import NamedTuple
 
 import torch
 
-from bayesinv.noise import Gaussian
-from bayesinv.operators.base import LinearOperator, operator_norm_squared
+from bayesinv.operators.base import operator_norm_squared
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers._driver import Clock, check_inputs, make_posterior, run_chain
-from bayesinv.samplers.split_gibbs import split_gibbs_sweep
+from bayesinv.samplers.split_gibbs import check_linear_gaussian, split_gibbs_sweep
 
 __all__ = ["sample_split_gibbs_smc", "split_gibbs_smc_particles", "sigma_ladder", "systematic_resample"]
 
@@ -203,11 +202,7 @@ def sample_split_gibbs_smc(problem: InverseProblem, y: torch.Tensor, *, num_samp
     name = "split_gibbs_smc"
     clock = Clock()
     y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator)
-    op, noise, prior = problem.operator, problem.noise, problem.prior
-    if not isinstance(op, LinearOperator) or not isinstance(noise, Gaussian) or noise.sigma is None \
-            or problem.nuisance:
-        raise TypeError(f"{name}: needs a LinearOperator, Gaussian noise of known sigma and no latents; got "
-                        f"{type(op).__name__}, {noise!r}, latents {sorted(problem.nuisance)}")
+    op, noise, prior = check_linear_gaussian(name, problem)
     if not (steps >= 1 and start >= 1 and start_sweeps >= 0 and final_sweeps >= 1 and level_steps >= 1
             and 0 <= ess_threshold <= 1 and 0 < rho_fraction < 1 and chebyshev_degree >= 2):
         raise ValueError(f"{name}: need steps >= 1, start >= 1, start_sweeps >= 0, final_sweeps >= 1, "

@@ -11,7 +11,7 @@ from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, ScorePrior, mixture_testbed, vp_linear
 
 __all__ = ["TinyNetworkPrior", "DFTOperator", "gaussian_problem", "sw_ratio", "sw_to_floor", "mixture_bed",
-           "flat_problem"]
+           "flat_problem", "TINY_OPTIONS"]
 
 
 class TinyNetworkPrior(ScorePrior):
@@ -110,3 +110,19 @@ def sw_to_floor(samples, exact, *, repeats: int = 6, num_reference: int = 4000, 
     floors = [float(sliced_wasserstein(_as_points("exact", _draw(exact, points.shape[0], gen)), reference,
                                        directions=directions)) for _ in range(repeats)]
     return float(sliced_wasserstein(points, reference, directions=directions)), sum(floors) / repeats
+
+
+# one small setting per registry sampler, shared by the dtype, device and registry-wide tests
+TINY_OPTIONS = {
+    "dps": {"steps": 5},
+    "ddrm": {"steps": 5},
+    "score_sde": {"steps": 5},
+    "annealed_langevin": {"steps": 3, "steps_per_level": 3},
+    "ula": {"steps": 5, "noise_level": 0.1},
+    "pnp_ula": {"steps": 5, "noise_level": 0.1},
+    "mala": {"steps": 5},
+    "smc": {"steps": 5, "num_particles": 4},
+    "dirac": {"variant": "po", "steps": 5},
+    "split_gibbs": {"steps": 3, "anneal_sweeps": 2, "chebyshev_degree": 8},
+    "split_gibbs_smc": {"steps": 2, "start_sweeps": 1, "final_sweeps": 1, "chebyshev_degree": 8},
+}

@@ -18,17 +18,11 @@ from bayesinv.priors import vp_linear
 from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.networks.unet import UNet
 from bayesinv.samplers import SAMPLERS
+from tests.samplers.helpers import TINY_OPTIONS
 
 DEVICE = torch.device("cpu")
-OPTIONS = {
-    "dps": {"steps": 4},
-    "ddrm": {"steps": 4},
-    "score_sde": {"steps": 4},
-    "annealed_langevin": {"steps": 2, "steps_per_level": 2},
-    "ula": {"steps": 4, "noise_level": 0.1},
-    "pnp_ula": {"steps": 4, "noise_level": 0.1},
-    "smc": {"steps": 4, "num_particles": 3},
-}
+OPTIONS = {name: TINY_OPTIONS[name] for name in ("dps", "ddrm", "score_sde", "annealed_langevin", "ula", "pnp_ula",
+                                                 "smc")}
 
 
 def _problem():
@@ -76,7 +70,7 @@ def test_a_tensor_created_without_device_is_caught():
 
 
 # -- analytic priors (exact scores) with every operator family that has an SVD ------------------------------------
-ANALYTIC_OPTIONS = {**OPTIONS, "mala": {"steps": 4}, "exact": {}}
+ANALYTIC_OPTIONS = {**OPTIONS, "mala": TINY_OPTIONS["mala"], "exact": {}}
 
 
 def _analytic_problem(prior_name: str, operator_name: str):

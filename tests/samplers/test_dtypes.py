@@ -15,22 +15,11 @@ from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.networks.unet import UNet
 from bayesinv.samplers import SAMPLERS
 from bayesinv.samplers.dirac import DiracModel
+from tests.samplers.helpers import TINY_OPTIONS
 
 SHAPE = (1, 8, 8)
 NOISE = GeometricNoise(0.01, 0.05)
-OPTIONS = {
-    "dps": {"steps": 5},
-    "ddrm": {"steps": 5},
-    "score_sde": {"steps": 5},
-    "annealed_langevin": {"steps": 3, "steps_per_level": 3},
-    "ula": {"steps": 5, "noise_level": 0.1},
-    "pnp_ula": {"steps": 5, "noise_level": 0.1},
-    "mala": {"steps": 5},
-    "smc": {"steps": 5, "num_particles": 4},
-    "dirac": {"variant": "po", "steps": 5},
-    "split_gibbs": {"steps": 3, "anneal_sweeps": 2, "chebyshev_degree": 8},
-    "split_gibbs_smc": {"steps": 2, "start_sweeps": 1, "final_sweeps": 1, "chebyshev_degree": 8},
-}
+OPTIONS = TINY_OPTIONS
 
 
 def _prior(kind: str, device: torch.device):
