@@ -3,7 +3,12 @@
 The numbers come from ``calibration/<study>/report.json``, written by
 ``bayesinv calibrate calibration/<study>/study.toml`` (rerun that to regenerate them; it resumes).
 
-Usage: ``python benchmarks/calibration_table.py [calibration/<study> ...]``
+Usage: ``python benchmarks/calibration_table.py [--summary] [calibration/<study> ...]``
+
+``--summary``: one row per study and sampler (the README's table), with the coverage of lesion pixels
+(Clopper–Pearson) and case-bootstrap 95% intervals (2000 resamples, seed 0) for the AUC and the ECE of
+``P(lesion | y)``, recomputed with :func:`bayesinv.diagnostics.hallucination.lesion_audit` from the per-case
+probabilities the report records.
 """
 
 from __future__ import annotations
@@ -57,13 +62,69 @@ def tables(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _lesion_intervals(lesion: dict, resamples: int = 2000) -> tuple[list[float], list[float]]:
+    """Case-bootstrap 95% intervals of the lesion audit's AUC and ECE (resamples with both classes present)."""
+    import numpy as np
+    import torch
+
+    from bayesinv.diagnostics.hallucination import lesion_audit
+
+    prob, truth = np.asarray(lesion["prob"], float), np.asarray(lesion["has_lesion"], bool)
+    rng = np.random.default_rng(0)
+    aucs, eces = [], []
+    for _ in range(resamples):
+        i = rng.integers(0, len(prob), len(prob))
+        if truth[i].all() or not truth[i].any():
+            continue
+        audit = lesion_audit(torch.as_tensor(prob[i]), torch.as_tensor(truth[i]))
+        aucs.append(audit.auc)
+        eces.append(audit.ece)
+    return [float(np.percentile(aucs, q)) for q in (2.5, 97.5)], [float(np.percentile(eces, q)) for q in (2.5, 97.5)]
+
+
+def summary(reports: list[dict]) -> str:
+    """One row per study and sampler: what issue 16 asks the powered studies to report."""
+    lines = ["| study | sampler (test cases) | PSNR | 90% coverage [case CI] | lesion pixels [CP] | SBC KS p | TARP dev "
+             "(band) | after CRC [case CI] | false lesions | missed lesions | AUC [boot] | ECE of P(lesion \\| y) "
+             "[boot] |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for report in reports:
+        study = report["study"]["name"].removeprefix("phantom32-")
+        for label, s in report["samplers"].items():
+            strata = (s.get("stratified") or {}).get("lesion")
+            lesion_cov = "–" if not strata else f"{_pct(strata['coverage'])} [{100 * strata['cp_low']:.0f}, " \
+                                                f"{100 * strata['cp_high']:.0f}]"
+            cov = "–" if s["point_estimate"] else f"{_pct(s['main_coverage'])}{_ci(s['main_case_ci'])}"
+            sbc, tarp, crc = s.get("sbc"), s.get("tarp"), s["conformal"]
+            after = f"{_pct(crc['coverage_after'])}{_ci(crc['case_ci_after'])}" if crc["controlled"] \
+                else "too few cases"
+            les = ((report.get("hallucination") or {}).get(label) or {}).get("lesion")
+            if les:
+                auc_ci, ece_ci = _lesion_intervals(les)
+                lesion_cells = (f"{les['false_lesions']}/{les['num_lesion_free']} | "
+                                f"{les['missed_lesions']}/{les['num_lesion']} | {les['auc']:.2f} "
+                                f"[{auc_ci[0]:.2f}, {auc_ci[1]:.2f}] | {les['ece']:.2f} [{ece_ci[0]:.2f}, {ece_ci[1]:.2f}]")
+            else:
+                lesion_cells = "– | – | – | –"
+            lines.append(f"| {study} | {label} ({s['num_test']}) | {s['psnr']:.1f} | {cov} | {lesion_cov} | "
+                         f"{'–' if not sbc else format(sbc['pvalue_ks'], '.0e')} | "
+                         f"{'–' if not tarp else format(tarp['max_deviation'], '.2f') + ' (' + format(tarp['deviation_band'], '.2f') + ')'} | "
+                         f"{after} | {lesion_cells} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
+    brief = "--summary" in argv
+    argv = [a for a in argv if a != "--summary"]
     folders = [Path(a) for a in argv] or sorted(p.parent for p in (ROOT / "calibration").glob("*/report.json"))
     if not folders:
         print("no calibration/<study>/report.json found: run `bayesinv calibrate calibration/<study>/study.toml`")
         return 1
-    for folder in folders:
-        print(tables(json.loads((folder / "report.json").read_text())), end="\n\n")
+    reports = [json.loads((folder / "report.json").read_text()) for folder in folders]
+    if brief:
+        print(summary(reports))
+        return 0
+    for report in reports:
+        print(tables(report), end="\n\n")
     return 0
 
 
