@@ -46,8 +46,8 @@ from bayesinv.noise import Gaussian
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.posterior import Posterior
 from bayesinv.priors._marginals import MixturePosteriorBase
-from bayesinv.priors.gaussian import (GaussianPrior, StationaryGaussianPrior, as_event_batch, prior_normal,
-                                     symmetric_eigh)
+from bayesinv.priors.gaussian import (GaussianPrior, StationaryGaussianPrior, as_event_batch, prior_components,
+                                     prior_normal, symmetric_eigh)
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.priors.linear_gaussian import MAX_DENSE_DIM as _MAX_DENSE_DIM, dense_linear_gaussian
 from bayesinv.priors.mixture import GaussianMixturePrior, grid_mixture
@@ -126,9 +126,7 @@ class GaussianMixturePosterior(MixturePosteriorBase):
         """``n`` exact independent draws, ``(n, *event_shape)``."""
         n = int(n)
         device = self.weights.device  # drawn on the generator's device, then moved (the same numbers everywhere)
-        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
-        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
-            torch.zeros(0, dtype=torch.long, device=device)
+        comp = prior_components(self.weights, n, generator)
         z = prior_normal((n, self.dim), generator, device) * self._eigvals[comp].sqrt()
         x = self.means[comp] + torch.einsum("nde,ne->nd", self._eigvecs[comp], z)
         return x.reshape(n, *self.event_shape).to(dtype)

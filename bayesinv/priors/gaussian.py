@@ -69,6 +69,15 @@ def prior_normal(shape, generator: torch.Generator | None, device: torch.device)
     return standard_normal(shape, generator, torch.empty(0, dtype=torch.float64, device=device))
 
 
+def prior_components(weights: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``n`` component indices ``~ Categorical(weights)`` (long, on the weights' device): drawn from ``generator``
+    on its own device and moved, like :func:`prior_normal`, so a CPU generator gives the same draws everywhere."""
+    if not n:
+        return torch.zeros(0, dtype=torch.long, device=weights.device)
+    on_generator = weights.to(generator.device) if generator is not None else weights
+    return torch.multinomial(on_generator, n, replacement=True, generator=generator).to(weights.device)
+
+
 def symmetric_eigh(name: str, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigen-decompose a symmetric PSD ``(..., d, d)`` matrix; tiny negative eigenvalues are clipped to 0."""
     check_finite(name, cov)

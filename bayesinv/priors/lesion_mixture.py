@@ -39,7 +39,8 @@ from pyro.distributions import constraints
 from bayesinv._validation import check_finite, check_tensor
 from bayesinv.errors import ShapeError
 from bayesinv.priors.base import ScorePrior
-from bayesinv.priors.gaussian import _LOG_2PI, StationaryGaussianPrior, as_event_batch, batch_coefficients
+from bayesinv.priors.gaussian import (_LOG_2PI, StationaryGaussianPrior, as_event_batch, batch_coefficients,
+                                     prior_components)
 from bayesinv.priors.schedules import Schedule, vp_linear
 
 __all__ = ["LesionMixturePrior", "StationaryFit", "fit_stationary_background", "lesion_offsets", "grid_locations"]
@@ -298,9 +299,7 @@ class LesionMixturePrior(ScorePrior):
         """``n`` draws and their component indices ``(n,)`` (0 = no lesion)."""
         n = int(n)
         device = self.device
-        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
-        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
-            torch.zeros(0, dtype=torch.long, device=device)
+        comp = prior_components(self.weights, n, generator)
         background = self.background.sample_n(n, generator=generator)
         means = torch.cat([torch.zeros(1, self.dim, dtype=torch.float64, device=device), self.offsets])[comp]
         return (background + means.reshape(n, *self.event_shape)).to(dtype), comp

@@ -27,7 +27,7 @@ from bayesinv._validation import check_tensor
 from bayesinv.errors import ShapeError
 from bayesinv.posterior import Posterior
 from bayesinv.priors._marginals import MixturePosteriorBase
-from bayesinv.priors.gaussian import as_event_batch, prior_normal
+from bayesinv.priors.gaussian import as_event_batch, prior_components, prior_normal
 from bayesinv.priors.lesion_mixture import LesionMixturePrior
 from bayesinv.problem import InverseProblem
 
@@ -132,9 +132,7 @@ class SharedCovarianceMixturePosterior(MixturePosteriorBase):
         """``n`` exact draws ``(n, *event_shape)`` and their components ``(n,)``."""
         n = int(n)
         device = self.weights.device  # drawn on the generator's device, then moved (the same numbers everywhere)
-        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
-        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
-            torch.zeros(0, dtype=torch.long, device=device)
+        comp = prior_components(self.weights, n, generator)
         z = prior_normal((n, self._factor.shape[1]), generator, device)
         x = self.means[comp] + z @ self._factor.T
         return x.reshape(n, *self.event_shape).to(dtype), comp

@@ -34,8 +34,8 @@ from pyro.distributions import constraints
 from bayesinv._validation import check_finite
 from bayesinv.errors import ShapeError
 from bayesinv.priors.base import ScorePrior
-from bayesinv.priors.gaussian import (_LOG_2PI, as_event_batch, batch_coefficients, gaussian_log_density, prior_normal,
-                                     symmetric_eigh)
+from bayesinv.priors.gaussian import (_LOG_2PI, as_event_batch, batch_coefficients, gaussian_log_density,
+                                     prior_components, prior_normal, symmetric_eigh)
 from bayesinv.priors.schedules import Schedule, vp_linear
 
 __all__ = ["GaussianMixturePrior", "grid_mixture"]
@@ -213,9 +213,7 @@ class GaussianMixturePrior(ScorePrior):
         device (the component and ``z`` are drawn on the generator's device and moved)."""
         n = int(n)
         device = self.device
-        on_generator = self.weights.to(generator.device) if generator is not None else self.weights
-        comp = torch.multinomial(on_generator, n, replacement=True, generator=generator).to(device) if n else \
-            torch.zeros(0, dtype=torch.long, device=device)
+        comp = prior_components(self.weights, n, generator)
         z = prior_normal((n, self.dim), generator, device) * self._eigvals[comp].sqrt()
         if self._eigvecs is not None:
             z = torch.einsum("nde,ne->nd", self._eigvecs[comp], z)
