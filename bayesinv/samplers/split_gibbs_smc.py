@@ -65,30 +65,15 @@ from bayesinv.operators.base import operator_norm_squared
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers._driver import Clock, check_inputs, make_posterior, run_chain
+from bayesinv.samplers.smc import effective_sample_size, systematic_resample
 from bayesinv.samplers.split_gibbs import check_linear_gaussian, split_gibbs_sweep
 
-__all__ = ["sample_split_gibbs_smc", "split_gibbs_smc_particles", "sigma_ladder", "systematic_resample"]
+__all__ = ["sample_split_gibbs_smc", "split_gibbs_smc_particles", "sigma_ladder"]
 
 
 def sigma_ladder(sigma_y: float, start: float, levels: int) -> list[float]:
     """``sigma_k = sigma_y * start^(1 - k / levels)``, ``k = 0..levels`` (geometric, ``sigma_levels = sigma_y``)."""
     return [sigma_y * start ** (1 - k / levels) for k in range(levels + 1)]
-
-
-def systematic_resample(log_w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Systematic resampling of each row of ``log_w: (G, N)``: indices ``(G, N)`` into the row's particles."""
-    g, n = log_w.shape
-    w = torch.softmax(log_w, 1)
-    cum = w.cumsum(1)
-    cum[:, -1] = 1.0
-    u = (torch.rand(g, 1, generator=generator, dtype=torch.float64, device=generator.device).to(cum.device)
-         + torch.arange(n, dtype=torch.float64, device=cum.device)) / n
-    return torch.searchsorted(cum, u).clamp_max(n - 1)
-
-
-def _ess(log_w: torch.Tensor) -> torch.Tensor:
-    w = torch.softmax(log_w, 1)
-    return 1.0 / (w**2).sum(1)
 
 
 class _State(NamedTuple):
@@ -153,7 +138,7 @@ def split_gibbs_smc_particles(op, prior, y: torch.Tensor, sigma_y: float, num_pa
             inc = -0.5 * residual(state.x) * (1 / sigma**2 - 1 / state.sigma**2)
             log_var.append(float(inc.var(1).mean()))
             log_w = state.log_w + inc
-            frac = _ess(log_w) / n
+            frac = effective_sample_size(log_w) / n
             ess_frac.append(float(frac.mean()))
             which = frac < ess_threshold if kind == "level" else torch.ones(g, dtype=torch.bool, device=frac.device)
             resampled.append(float(which.double().mean()))

@@ -9,7 +9,8 @@ from bayesinv import Gaussian, InverseProblem
 from bayesinv.operators import Blur
 from bayesinv.priors import LesionMixturePrior, LesionPosteriorSolver
 from bayesinv.samplers import SAMPLERS, sample_split_gibbs_smc
-from bayesinv.samplers.split_gibbs_smc import sigma_ladder, systematic_resample
+from bayesinv.samplers.smc import systematic_resample
+from bayesinv.samplers.split_gibbs_smc import sigma_ladder
 
 
 def test_registered():
