@@ -63,8 +63,8 @@ DEVICE_HELP = ("torch device for the operator, the prior (network or analytic) a
                "(default: cpu); results are written from the CPU, the same files on every device")
 
 
-def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+def _add_device(p: argparse.ArgumentParser, note: str = "") -> None:
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP + note)
 
 
 def check_device_arg(args: argparse.Namespace) -> None:
@@ -280,8 +280,7 @@ def _add_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--no-recompute", action="store_true",
                    help="refuse (instead of recomputing) when results on disk do not match the spec")
-    p.add_argument("--device", default="cpu",
-                   help=DEVICE_HELP + "; not part of the results' hashes, so a study resumes on another device")
+    _add_device(p, "; not part of the results' hashes, so a study resumes on another device")
 
 
 def _run_calibrate(args: argparse.Namespace, audit: bool | None = None) -> int:

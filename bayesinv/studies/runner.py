@@ -67,16 +67,14 @@ def build_problem(spec: StudySpec, prior=None) -> InverseProblem:
         raise StudySpecError(f"study spec: bad 'problem.operator_options' for {spec.operator!r}: {exc}") from exc
 
 
-_PROBLEMS: dict[str | tuple[str, str], InverseProblem] = {}  # repr(spec) (CPU) or (repr(spec), device) -> problem
+_PROBLEMS: dict[tuple[str, str], InverseProblem] = {}  # (repr(spec), device name) -> problem
 
 
 def study_problem(spec: StudySpec, device: str | torch.device | None = None) -> InverseProblem:
     """``build_problem(spec, resolve_prior(...))``, cached per process and device (workers reuse it across
     tasks). With a ``device`` other than the CPU, the operator and the prior (network or analytic) live there."""
     device = None if device is None else torch.device(device)
-    key: str | tuple[str, str] = repr(spec)
-    if device is not None and device.type != "cpu":
-        key = (repr(spec), str(device))
+    key = (repr(spec), "cpu" if device is None else str(device))
     if key not in _PROBLEMS:
         problem = build_problem(spec, resolve_prior(spec.prior, spec.image_size))
         if device is not None:
@@ -112,8 +110,7 @@ def result_path(results: Path, label: str, split: str, index: int) -> Path:
 
 def _custom(spec: StudySpec, problem: InverseProblem | None):
     """A description of ``problem`` when it is not the one the spec builds (part of every hash), else None."""
-    if problem is None or any(p is problem for k, p in _PROBLEMS.items()
-                              if k == repr(spec) or (isinstance(k, tuple) and k[0] == repr(spec))):
+    if problem is None or any(p is problem for (built, _), p in _PROBLEMS.items() if built == repr(spec)):
         return None
     # an object's default repr holds its address, which differs between runs: keep the rest
     return json.loads(re.sub(r" at 0x[0-9a-fA-F]+", "", json.dumps(problem.describe(), default=repr)))

@@ -107,7 +107,7 @@ def test_ray_backend_gives_identical_results(tmp_path, tiny_problem, monkeypatch
     serial = run_study(spec, tmp_path / "serial", problem=tiny_problem, progress=False)
     fake = _FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)
-    monkeypatch.setitem(runner._PROBLEMS, repr(spec), tiny_problem)  # what a worker builds from the spec
+    monkeypatch.setitem(runner._PROBLEMS, (repr(spec), "cpu"), tiny_problem)  # what a worker builds from the spec
     distributed = run_study(spec, tmp_path / "ray", backend="ray", progress=False)
     assert fake.submitted == len(study_tasks(spec))
     a, b = _samples(serial, spec), _samples(distributed, spec)
@@ -126,7 +126,7 @@ def test_process_backend_gives_identical_results(tmp_path, tiny_problem, monkeyp
 def test_errors(tmp_path, tiny_problem, monkeypatch):
     spec = tiny_spec(tmp_path)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    monkeypatch.setitem(runner._PROBLEMS, repr(spec), tiny_problem)
+    monkeypatch.setitem(runner._PROBLEMS, (repr(spec), "cpu"), tiny_problem)
     with pytest.raises(StudySpecError, match=r"pip install 'bayesinv\[ray\]'"):
         run_study(spec, tmp_path / "r", backend="ray", progress=False)
     with pytest.raises(StudySpecError, match="unknown backend 'mpi'"):
@@ -176,7 +176,7 @@ def test_a_device_reaches_every_task_on_every_backend_and_is_not_part_of_the_has
     and samples on it; the files equal those of a run without a device, and a study finished without one is
     complete for a run with one (nothing recomputed)."""
     spec = tiny_spec(tmp_path)
-    monkeypatch.setitem(runner._PROBLEMS, repr(spec), tiny_problem)  # what study_problem builds from the spec
+    monkeypatch.setitem(runner._PROBLEMS, (repr(spec), "cpu"), tiny_problem)  # what study_problem builds from the spec
     plain = run_study(spec, tmp_path / "plain", progress=False)
     devices, real = [], runner.run_task
 
