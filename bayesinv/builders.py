@@ -6,7 +6,9 @@
   ``(1, S, S)`` images with Gaussian noise of std ``noise_sigma``.
 * :func:`run_sampler` calls a sampler, a baseline or ``"exact"`` (:func:`~bayesinv.priors.exact.sample_exact`)
   by registry name with the uniform options (``num_samples``, ``steps``, ``generator``, extra options),
-  refusing unknown names and options before any work is done (:func:`sampler_function`).
+  refusing unknown names and options before any work is done (:func:`sampler_function`);
+  :func:`run_sampler_cases` runs several cases in one call with a sampler of
+  :data:`~bayesinv.samplers.CASE_SAMPLERS` (one Posterior per case).
 
 The studies layer (:mod:`bayesinv.studies`) builds its problems and runs its samplers through these; nothing
 here imports the studies layer.
@@ -29,8 +31,8 @@ from bayesinv.noise import Gaussian
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 
-__all__ = ["resolve_prior", "make_problem", "sampler_registry", "sampler_function", "run_sampler", "check_memory",
-           "physical_memory", "WORKING_COPIES"]
+__all__ = ["resolve_prior", "make_problem", "sampler_registry", "sampler_function", "run_sampler", "run_sampler_cases",
+           "case_batching", "check_memory", "physical_memory", "WORKING_COPIES"]
 
 WORKING_COPIES = 3  # iterate, denoised estimate and returned samples, each num_samples x C x H x W in float64
 
@@ -200,3 +202,30 @@ def run_sampler(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samp
             kwargs["steps"] = steps
         return function(problem, y, **kwargs)
     return function(problem, y, progress=progress, **options)
+
+
+def case_batching(name: str) -> Callable[..., list[Posterior]]:
+    """The several-cases function of sampler ``name`` (:data:`~bayesinv.samplers.CASE_SAMPLERS`); a
+    ``ValueError`` naming the sampler and the ones that batch cases when it runs one case per call."""
+    from bayesinv.samplers import CASE_SAMPLERS
+
+    if name not in CASE_SAMPLERS:
+        raise ValueError(f"sampler {name!r} runs one case per call (its chains are not independent given y, or it "
+                         f"is not written for it); the samplers that batch cases are {sorted(CASE_SAMPLERS)}")
+    return CASE_SAMPLERS[name]
+
+
+def run_sampler_cases(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None,
+                      generator: torch.Generator, options: Mapping[str, Any],
+                      progress: bool = False) -> list[Posterior]:
+    """:func:`run_sampler` for ``G`` measurements ``y: (G, *out_shape)`` in one call: one Posterior per case.
+
+    Only the samplers of :data:`~bayesinv.samplers.CASE_SAMPLERS` do this (:func:`case_batching` refuses the
+    others by name); ``options`` are checked against the sampler's signature as :func:`run_sampler` does.
+    """
+    function = case_batching(name)
+    sampler_function(name, options)
+    kwargs = dict(num_samples=num_samples, generator=generator, progress=progress, **options)
+    if steps is not None:
+        kwargs["steps"] = steps
+    return function(problem, y, **kwargs)

@@ -12,6 +12,13 @@ holds everything around it, once:
   unchanged: a partial set of chains is never returned as if it were the result;
 * :func:`make_posterior`: the :class:`~bayesinv.posterior.Posterior` with the sampler's metadata.
 
+Several cases in one call (a sampler's ``*_cases`` function, :data:`~bayesinv.samplers.CASE_SAMPLERS`): ``y`` of
+shape ``(G, *out_shape)`` holds ``G`` measurements of the same problem, and the ``G * num_samples`` chains run
+as one batch, case-major (chain ``c`` belongs to case ``c // num_samples``), so every network call serves all
+``G`` cases. :func:`case_measurements` gives a chunk's chains their measurements and :func:`case_posteriors`
+splits the result into one :class:`~bayesinv.posterior.Posterior` per case. With ``G = 1`` a ``*_cases``
+function draws exactly what the single-case sampler draws (the same generator calls in the same order).
+
 Divergence: NaN/inf at any step boundary. And once the noise is below the signal (``sigma_t / alpha_t <= span``),
 an iterate ``x_t = alpha_t x0 + sigma_t eps`` (``alpha = 1``, ``sigma`` = the noise level for data-scale samplers)
 must stay within ``DIVERGENCE_FACTOR * (alpha_t span + sigma_t)`` of ``alpha_t c``, where ``(lo, hi)`` is the
@@ -44,7 +51,7 @@ from bayesinv.priors.base import ScorePrior
 from bayesinv.problem import InverseProblem
 
 __all__ = ["check_inputs", "subset_latents", "run_chain", "divergence_bound", "timestep_bound", "DIVERGENCE_FACTOR",
-           "progress_bar", "draw_in_chunks", "make_posterior", "Clock"]
+           "progress_bar", "draw_in_chunks", "make_posterior", "case_measurements", "case_posteriors", "Clock"]
 
 State = TypeVar("State")
 
@@ -54,11 +61,13 @@ DIVERGENCE_FACTOR = 10.0
 
 def check_inputs(name: str, problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None,
                  generator: torch.Generator, need_score_prior: bool = True,
-                 bounded_by_schedule: bool = False) -> torch.Tensor:
+                 bounded_by_schedule: bool = False, cases: bool = False) -> torch.Tensor:
     """Validate the common arguments of a sampler and return ``y`` with a leading batch dimension of 1.
 
     ``bounded_by_schedule``: ``steps`` may not exceed the number of timesteps of the prior's schedule.
-    Raises ``TypeError``/``ValueError`` naming the argument with the expected and the given value.
+    ``cases``: the sampler runs several cases in one call, so ``y`` may hold ``G >= 1`` measurements
+    ``(G, *out_shape)`` (returned as they are); otherwise a ``y`` with more than one is refused, naming the
+    sampler. Raises ``TypeError``/``ValueError`` naming the argument with the expected and the given value.
     """
     if not isinstance(problem, InverseProblem):
         raise TypeError(f"{name}: problem must be a bayesinv.InverseProblem (or a PyroModelProblem wrapping your "
@@ -79,9 +88,46 @@ def check_inputs(name: str, problem: InverseProblem, y: torch.Tensor, *, num_sam
             raise ValueError(f"{name}: steps must be at most the schedule's {max_steps} timesteps, got {steps}")
     check_tensor("y", y)
     y = problem.check_measurement(y)
-    if y.shape[0] != 1:
-        raise ShapeError(f"{name}: y must hold one measurement (batch 1), got shape {tuple(y.shape)}")
+    if y.shape[0] != 1 and not cases:
+        raise ShapeError(f"{name}: y must hold one measurement (batch 1), got shape {tuple(y.shape)}; several "
+                         f"cases in one call need a sampler that batches cases (bayesinv.samplers.CASE_SAMPLERS), "
+                         f"and {name} runs one case per call")
     return y
+
+
+def case_measurements(y: torch.Tensor, num_samples: int, start: int, n: int) -> torch.Tensor:
+    """The measurements of chains ``start .. start + n - 1`` of a several-case call (chain ``c`` belongs to case
+    ``c // num_samples``): ``(n, *out_shape)``, or ``y`` itself (batch 1, broadcast) when there is one case.
+
+    >>> y = torch.tensor([[0.0], [1.0]])
+    >>> case_measurements(y, 3, 2, 3).flatten().tolist()
+    [0.0, 1.0, 1.0]
+    """
+    if y.shape[0] == 1:
+        return y
+    index = torch.arange(start, start + n, device=y.device) // num_samples
+    return y[index]
+
+
+def case_posteriors(name: str, samples: torch.Tensor, num_cases: int, *, clock: Clock,
+                    extras: Mapping[str, Any] | None = None, **kwargs) -> list[Posterior]:
+    """Split ``samples: (num_cases * chains, draws, *event)`` (case-major) into one Posterior per case, each
+    with :func:`make_posterior`'s metadata (``kwargs``). Each case's ``wall_time`` is the call's wall time over
+    ``num_cases`` (the time per case that study tables average); with more than one case ``extras`` also
+    records ``cases_per_call`` and the case's position ``case_in_call``."""
+    if samples.shape[0] % num_cases:
+        raise ShapeError(f"{name}: {samples.shape[0]} chains do not split into {num_cases} cases")
+    per_case = samples.reshape(num_cases, samples.shape[0] // num_cases, *samples.shape[1:])
+    posts, wall = [], clock.elapsed / num_cases
+    for g in range(num_cases):
+        info = dict(extras or {})
+        if num_cases > 1:
+            info.update(cases_per_call=num_cases, case_in_call=g)
+        post = make_posterior(name, per_case[g].clone() if num_cases > 1 else per_case[g], clock=clock,
+                              extras=info, **kwargs)
+        post.wall_time = wall
+        posts.append(post)
+    return posts
 
 
 def subset_latents(latents: Mapping[str, torch.Tensor], index) -> dict[str, torch.Tensor]:

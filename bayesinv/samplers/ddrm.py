@@ -50,9 +50,10 @@ from bayesinv.operators.base import SVD, LinearOperator
 from bayesinv.posterior import Posterior
 from bayesinv.priors.schedules import standard_normal
 from bayesinv.problem import InverseProblem
-from bayesinv.samplers._driver import Clock, check_inputs, draw_in_chunks, make_posterior, run_chain, timestep_bound
+from bayesinv.samplers._driver import (Clock, case_measurements, case_posteriors, check_inputs, draw_in_chunks,
+                                       run_chain, timestep_bound)
 
-__all__ = ["sample_ddrm", "ddrm_step", "DDRMState", "DDRMSpectrum", "ddrm_timesteps"]
+__all__ = ["sample_ddrm", "sample_ddrm_cases", "ddrm_step", "DDRMState", "DDRMSpectrum", "ddrm_timesteps"]
 
 
 class DDRMState(NamedTuple):
@@ -68,7 +69,7 @@ class DDRMSpectrum(NamedTuple):
 
     svd: SVD
     singulars: torch.Tensor  # (r,) positive
-    ybar: torch.Tensor  # (1, r)
+    ybar: torch.Tensor  # (1, r), or (chains, r) for the chains of several cases
     sigma_0: float
     real_images: bool
 
@@ -172,9 +173,46 @@ def sample_ddrm(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     -------
     Posterior with samples ``(num_samples, 1, *event_shape)`` and ``nfe = steps``.
     """
+    return _ddrm(problem, y, cases=False, num_samples=num_samples, steps=steps, generator=generator,
+                 batch_size=batch_size, progress=progress, callback=callback, eta=eta, eta_b=eta_b,
+                 latents=latents)[0]
+
+
+def sample_ddrm_cases(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int = 20,
+                      generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
+                      callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+                      eta: float = 0.85, eta_b: float = 1.0,
+                      latents: Mapping[str, Any] | None = None) -> list[Posterior]:
+    """:func:`sample_ddrm` for ``G`` measurements of one problem at once: ``y: (G, *out_shape)``.
+
+    DDRM's chains are independent given ``y``, so the ``G * num_samples`` chains (case-major) run as one batch
+    and every step makes one network call for all cases (``batch_size`` bounds the chains per call). The
+    operator's SVD and the noise level are shared; only ``ybar = U^H y / s`` differs between cases. Returns one
+    Posterior per case, ``(num_samples, 1, *event_shape)`` each, with ``wall_time`` the call's time over ``G``.
+    The draws of a case depend on its position in ``y`` and on ``G`` (one generator serves the call); with
+    ``G = 1`` they are those of :func:`sample_ddrm` bit for bit.
+
+    >>> import torch
+    >>> from bayesinv import Gaussian, InverseProblem
+    >>> from bayesinv.operators import Identity
+    >>> from bayesinv.priors import GaussianPrior
+    >>> problem = InverseProblem(Identity((3,)), Gaussian(0.1), GaussianPrior(torch.zeros(3), 1.0))
+    >>> posts = sample_ddrm_cases(problem, torch.zeros(4, 3, dtype=torch.float64), num_samples=2,
+    ...                           generator=torch.Generator().manual_seed(0), progress=False)
+    >>> len(posts), tuple(posts[0].samples.shape), posts[0].extras["cases_per_call"]
+    (4, (2, 1, 3), 4)
+    """
+    return _ddrm(problem, y, cases=True, num_samples=num_samples, steps=steps, generator=generator,
+                 batch_size=batch_size, progress=progress, callback=callback, eta=eta, eta_b=eta_b,
+                 latents=latents)
+
+
+def _ddrm(problem: InverseProblem, y: torch.Tensor, *, cases: bool, num_samples: int, steps: int,
+          generator: torch.Generator, batch_size: int | None, progress: bool, callback, eta: float, eta_b: float,
+          latents: Mapping[str, Any] | None) -> list[Posterior]:
     name = "ddrm"
     y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                     bounded_by_schedule=True)
+                     bounded_by_schedule=True, cases=cases)
     eta = check_number("eta", eta, low=0.0, high=1.0, owner=name)
     eta_b = check_number("eta_b", eta_b, low=0.0, high=1.0, owner=name)
     all_latents = problem.resolve_latents(latents, num_samples, y)
@@ -185,21 +223,24 @@ def sample_ddrm(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, s
     shape = tuple(prior.event_shape)
     clock = Clock()
     real = y.real.dtype
+    num_cases = y.shape[0]
 
     def draw(start: int, n: int):
+        chunk = spectrum._replace(ybar=case_measurements(spectrum.ybar, num_samples, start, n))
+
         def step(state: DDRMState, s: int) -> DDRMState:
-            new = ddrm_step(state, s, prior=prior, spectrum=spectrum, eta=eta, eta_b=eta_b,
+            new = ddrm_step(state, s, prior=prior, spectrum=chunk, eta=eta, eta_b=eta_b,
                             noise=standard_normal((n, *shape), generator, y))
             return new._replace(x=new.x.to(real))
 
-        x = ddrm_initial(spectrum, prior.schedule, ts[0], standard_normal((n, *shape), generator, y))
+        x = ddrm_initial(chunk, prior.schedule, ts[0], standard_normal((n, *shape), generator, y))
         state = run_chain(step, DDRMState(x.to(real), ts[0]), nexts, name=name, progress=progress, callback=callback,
                           bound=lambda st: timestep_bound(prior, st.t),
                           detail=lambda old, new: f"timestep {old.t} -> {new.t}")
         return state.x[:, None], {}
 
-    samples, _ = draw_in_chunks(num_samples, batch_size, draw)
+    samples, _ = draw_in_chunks(num_cases * num_samples, batch_size, draw)
     settings = {"steps": len(ts), "eta": eta, "eta_b": eta_b, "sigma_0": spectrum.sigma_0,
                 "batch_size": batch_size, "schedule": prior.schedule.name}
-    return make_posterior(name, samples, settings=settings, nfe=len(ts), clock=clock, generator=generator,
-                          problem=problem)
+    return case_posteriors(name, samples, num_cases, settings=settings, nfe=len(ts), clock=clock,
+                           generator=generator, problem=problem)

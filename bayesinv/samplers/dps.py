@@ -58,10 +58,10 @@ from bayesinv.operators.base import Operator
 from bayesinv.posterior import Posterior
 from bayesinv.priors.schedules import ancestral_coefficients, initial_noise, standard_normal, timesteps
 from bayesinv.problem import InverseProblem, squared_residual
-from bayesinv.samplers._driver import (Clock, check_inputs, draw_in_chunks, make_posterior, run_chain,
-                                       subset_latents, timestep_bound)
+from bayesinv.samplers._driver import (Clock, case_measurements, case_posteriors, check_inputs, draw_in_chunks,
+                                       run_chain, subset_latents, timestep_bound)
 
-__all__ = ["sample_dps", "dps_step", "DPSState", "default_guidance_scale", "TUNED_GUIDANCE_SCALES"]
+__all__ = ["sample_dps", "sample_dps_cases", "dps_step", "DPSState", "default_guidance_scale", "TUNED_GUIDANCE_SCALES"]
 
 _GUIDANCE = ("norm", "deviance", "loglik")
 
@@ -157,9 +157,38 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     -------
     Posterior with samples ``(num_samples, 1, *event_shape)``; ``nfe = steps`` (each with a backward pass).
     """
+    return _dps(problem, y, cases=False, num_samples=num_samples, steps=steps, generator=generator,
+                batch_size=batch_size, progress=progress, callback=callback, guidance_scale=guidance_scale,
+                guidance=guidance, latents=latents, clip_denoised=clip_denoised)[0]
+
+
+def sample_dps_cases(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, steps: int | None = None,
+                     generator: torch.Generator, batch_size: int | None = None, progress: bool = True,
+                     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+                     guidance_scale: float | None = None, guidance: str | None = None,
+                     latents: Mapping[str, Any] | None = None,
+                     clip_denoised: tuple[float, float] | None = None) -> list[Posterior]:
+    """:func:`sample_dps` for ``G`` measurements of one problem at once: ``y: (G, *out_shape)``.
+
+    DPS's chains are independent given ``y``: the ``G * num_samples`` chains (case-major) run as one batch, each
+    guided by its own case's measurement, so every step makes one network call (and one backward pass) for all
+    cases; ``batch_size`` bounds the chains per call. ``latents`` are per case (scalars or ``(num_samples,)``).
+    Returns one Posterior per case with ``wall_time`` the call's time over ``G``; with ``G = 1`` the draws are
+    those of :func:`sample_dps` bit for bit.
+    """
+    return _dps(problem, y, cases=True, num_samples=num_samples, steps=steps, generator=generator,
+                batch_size=batch_size, progress=progress, callback=callback, guidance_scale=guidance_scale,
+                guidance=guidance, latents=latents, clip_denoised=clip_denoised)
+
+
+def _dps(problem: InverseProblem, y: torch.Tensor, *, cases: bool, num_samples: int, steps: int | None,
+         generator: torch.Generator, batch_size: int | None, progress: bool, callback,
+         guidance_scale: float | None, guidance: str | None, latents: Mapping[str, Any] | None,
+         clip_denoised: tuple[float, float] | None) -> list[Posterior]:
     name = "dps"
     y = check_inputs(name, problem, y, num_samples=num_samples, steps=steps, generator=generator,
-                     bounded_by_schedule=True)
+                     bounded_by_schedule=True, cases=cases)
+    num_cases = y.shape[0]
     model_problem = problem.noise is None  # a user's Pyro model: no noise model to saturate
     if guidance is None:
         guidance = "norm" if problem.known_gaussian_noise else ("loglik" if model_problem else "deviance")
@@ -183,13 +212,15 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
     clock = Clock()
     shape = tuple(prior.event_shape)
     schedule = prior.schedule
+    chain_latents = {k: v.repeat(num_cases) for k, v in all_latents.items()} if num_cases > 1 else all_latents
 
     def draw(start: int, n: int):
-        chunk_latents = subset_latents(all_latents, slice(start, start + n))
+        chunk_latents = subset_latents(chain_latents, slice(start, start + n))
+        chunk_y = case_measurements(y, num_samples, start, n)
 
         def step(state: DPSState, s: int) -> DPSState:
-            return dps_step(state, s, problem=problem, y=y, latents=chunk_latents, guidance_scale=guidance_scale,
-                            guidance=guidance, noise=standard_normal((n, *shape), generator, y),
+            return dps_step(state, s, problem=problem, y=chunk_y, latents=chunk_latents,
+                            guidance_scale=guidance_scale, guidance=guidance, noise=standard_normal((n, *shape), generator, y),
                             clip_denoised=clip_denoised)
 
         state = DPSState(initial_noise(schedule, (n, *shape), generator, y), ts[0])
@@ -198,10 +229,10 @@ def sample_dps(problem: InverseProblem, y: torch.Tensor, *, num_samples: int, st
                           detail=lambda old, new: f"timestep {old.t} -> {new.t}")
         return state.x[:, None], {}
 
-    samples, _ = draw_in_chunks(num_samples, batch_size, draw)
+    samples, _ = draw_in_chunks(num_cases * num_samples, batch_size, draw)
     settings = {"steps": len(ts), "guidance_scale": guidance_scale, "guidance": guidance,
                 "clip_denoised": clip_denoised, "batch_size": batch_size, "schedule": schedule.name,
                 "latents": {k: v[:1] for k, v in all_latents.items()}}
-    return make_posterior(name, samples, settings=settings, nfe=len(ts), clock=clock, generator=generator,
-                          problem=problem)
+    return case_posteriors(name, samples, num_cases, settings=settings, nfe=len(ts), clock=clock,
+                           generator=generator, problem=problem)
 

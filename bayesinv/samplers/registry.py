@@ -1,5 +1,10 @@
 """``SAMPLERS``: every posterior sampler by registry name (used by the CLI, the study runner and Gibbs).
 
+``CASE_SAMPLERS``: the samplers whose chains are independent given ``y`` and that run several cases (``y`` of
+shape ``(G, *out_shape)``) in one call, one network call per step for all of them, returning one Posterior per
+case; the study runner's ``batch_cases`` uses them. The other samplers refuse ``y`` with more than one
+measurement, naming themselves.
+
 The registry lives apart from the package ``__init__`` so that a sampler which calls other samplers by name
 (:func:`~bayesinv.samplers.gibbs.sample_gibbs`) can import it without an import circle.
 
@@ -10,9 +15,9 @@ The registry lives apart from the package ``__init__`` so that a sampler which c
 from collections.abc import Callable
 
 from bayesinv.posterior import Posterior
-from bayesinv.samplers.ddrm import sample_ddrm
+from bayesinv.samplers.ddrm import sample_ddrm, sample_ddrm_cases
 from bayesinv.samplers.dirac import sample_dirac
-from bayesinv.samplers.dps import sample_dps
+from bayesinv.samplers.dps import sample_dps, sample_dps_cases
 from bayesinv.samplers.annealed_langevin import sample_annealed_langevin
 from bayesinv.samplers.langevin import sample_mala, sample_pnp_ula, sample_ula
 from bayesinv.samplers.score_sde import sample_score_sde
@@ -20,7 +25,7 @@ from bayesinv.samplers.smc import sample_smc
 from bayesinv.samplers.split_gibbs import sample_split_gibbs
 from bayesinv.samplers.split_gibbs_smc import sample_split_gibbs_smc
 
-__all__ = ["SAMPLERS"]
+__all__ = ["SAMPLERS", "CASE_SAMPLERS"]
 
 SAMPLERS: dict[str, Callable[..., Posterior]] = {
     "dps": sample_dps,
@@ -37,3 +42,8 @@ SAMPLERS: dict[str, Callable[..., Posterior]] = {
 }
 # sample_gibbs (images + scalar latents jointly) wraps the samplers above and needs a problem with latents,
 # so it is exported by bayesinv.samplers but not in the registry that studies and the CLI draw from.
+
+CASE_SAMPLERS: dict[str, Callable[..., list[Posterior]]] = {
+    "ddrm": sample_ddrm_cases,
+    "dps": sample_dps_cases,
+}

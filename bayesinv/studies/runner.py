@@ -14,6 +14,16 @@ edit, a truncated file, a result cut short by Ctrl-C) is named and computed agai
 edit gives exactly what a fresh run gives, and an interrupted study resumes without losing or repeating
 work. Each task draws from its own generator seeded by ``crc32(study seed, split, index, label)``, so
 results do not depend on the backend, the number of workers or the order of the tasks.
+
+Case batching: a sampler with ``batch_cases = k > 1`` (one of :data:`~bayesinv.samplers.CASE_SAMPLERS`) runs
+the cases of a split in groups of ``k`` consecutive cases (:func:`case_group`; the last group may be smaller),
+one sampler call per group, whose chains share every network call; each case still gets its own result file.
+A group of several cases draws from one generator seeded by ``crc32(study seed, split, "first-last", label)``,
+so a case's draws depend on its group, and each of its results records the group in its provenance: a
+result computed in another grouping is stale, never silently reused. A group of one case is exactly today's
+task (same seed, same provenance), so ``batch_cases = 1`` (the default) changes nothing. A group is computed
+whole when any of its results is missing or stale, and only those are written; Ctrl-C during the call saves
+nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from bayesinv import builders
-from bayesinv.builders import make_problem, resolve_prior, sampler_function
+from bayesinv.builders import make_problem, resolve_prior
 from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.studies import store
@@ -42,7 +52,8 @@ from bayesinv.builders import check_memory
 from bayesinv.studies.spec import StudySpec, StudySpecError, check_sampler_options
 
 __all__ = ["run_study", "build_problem", "resolve_prior", "case_path", "result_path", "load_case", "task_seed",
-           "run_sampler", "splits", "sampler_cases", "is_done", "result_problem", "check_sampler_options", "SPLITS"]
+           "run_sampler", "splits", "sampler_cases", "case_group", "group_seed", "is_done", "result_problem",
+           "check_sampler_options", "SPLITS"]
 
 LOG = logging.getLogger("bayesinv.studies")
 
@@ -93,11 +104,37 @@ def split_size(spec: StudySpec, split: str) -> int:
     return {"calibration": spec.num_calibration, "test": spec.num_test, "ood": spec.num_ood}[split]
 
 
+def _sampler_spec(spec: StudySpec, label: str):
+    return next(s for s in spec.samplers if s.label == label)
+
+
 def sampler_cases(spec: StudySpec, label: str, split: str) -> int:
     """How many cases of ``split`` the sampler ``label`` runs on (its ``max_cases`` caps every split)."""
-    sampler = next(s for s in spec.samplers if s.label == label)
+    sampler = _sampler_spec(spec, label)
     n = split_size(spec, split)
     return n if sampler.max_cases is None else min(n, sampler.max_cases)
+
+
+def case_group(spec: StudySpec, label: str, split: str, index: int) -> tuple[int, ...]:
+    """The cases of ``split`` that sampler ``label`` runs in one call with case ``index``: the ``batch_cases``
+    consecutive cases ``first .. first + k - 1`` with ``first = k * (index // k)``, cut at the sampler's last case.
+
+    >>> from bayesinv.studies.spec import SamplerSpec, StudySpec
+    >>> spec = StudySpec("s", 0, "denoise", 8, 0.1, "phantom-gaussian", (SamplerSpec("d", "ddrm", batch_cases=4),),
+    ...                  num_calibration=10, num_test=10)
+    >>> case_group(spec, "d", "test", 5), case_group(spec, "d", "test", 9)
+    ((4, 5, 6, 7), (8, 9))
+    """
+    k = _sampler_spec(spec, label).batch_cases
+    first = k * (index // k)
+    return tuple(range(first, min(first + k, sampler_cases(spec, label, split))))
+
+
+def group_seed(spec: StudySpec, label: str, split: str, group: tuple[int, ...]) -> int:
+    """The seed of one sampler call: :func:`task_seed` of ``(seed, split, index, label)`` for a single case (as
+    without batching), of ``(seed, split, "first-last", label)`` for a group of several."""
+    where = group[0] if len(group) == 1 else f"{group[0]}-{group[-1]}"
+    return task_seed(spec.seed, split, where, label)
 
 
 def case_path(results: Path, split: str, index: int) -> Path:
@@ -121,13 +158,21 @@ def _case_hash(spec: StudySpec, split: str, problem: InverseProblem | None = Non
 
 
 def _result_provenance(spec: StudySpec, label: str, split: str, index: int, problem=None) -> dict:
-    return store.result_provenance(spec, label, split, index, _case_hash(spec, split, problem))
+    """:func:`~bayesinv.studies.store.result_provenance`, plus the case group when the case runs with others
+    (its draws depend on the group: module docstring); a case run alone has exactly the unbatched provenance."""
+    provenance = store.result_provenance(spec, label, split, index, _case_hash(spec, split, problem))
+    group = case_group(spec, label, split, index)
+    if len(group) == 1:
+        return provenance
+    parts = {k: v for k, v in provenance.items() if k != "hash"}
+    parts["case_group"] = list(group)
+    return {**parts, "hash": store.fingerprint(parts)}
 
 
 def result_problem(results: Path, spec: StudySpec, label: str, split: str, index: int,
                    problem: InverseProblem | None = None) -> str | None:
     """None if the result of ``(label, split, index)`` is complete and belongs to ``spec``, else why not."""
-    sampler = next(s for s in spec.samplers if s.label == label)
+    sampler = _sampler_spec(spec, label)
     expected = _result_provenance(spec, label, split, index, problem)["hash"]
     return store.verify_result(result_path(results, label, split, index), expected, sampler.num_samples)
 
@@ -230,49 +275,83 @@ def _in_prior_dtype(problem: InverseProblem, y: torch.Tensor) -> torch.Tensor:
     return y.to(real)
 
 
-def _sample_whole(sampler, problem: InverseProblem, y: torch.Tensor, seed: int) -> Posterior:
-    """Run the sampler; a run cut short by Ctrl-C (a chunked sampler returns the finished chains with an
-    "interrupted" warning) raises ``KeyboardInterrupt`` instead of returning a partial result."""
+def _uninterrupted(sampler, call: Callable[[], list[Posterior]]) -> list[Posterior]:
+    """``call()``; a run cut short by Ctrl-C (a chunked sampler returns the finished chains with an "interrupted"
+    warning) raises ``KeyboardInterrupt`` instead of returning a partial result."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        post = run_sampler(sampler.sampler, problem, y, num_samples=sampler.num_samples, steps=sampler.steps,
-                           generator=torch.Generator().manual_seed(seed), options=sampler.options)
+        posts = call()
     interrupted = False
     for w in caught:
         if issubclass(w.category, RuntimeWarning) and str(w.message).startswith("interrupted"):
             interrupted = True
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    chains = 1 if post.point_estimate else sampler.num_samples
-    if interrupted or post.samples.shape[0] != chains:
-        raise KeyboardInterrupt(f"{sampler.label}: {post.samples.shape[0]} of {chains} chains finished; "
-                                "nothing was saved")
-    return post
+    for post in posts:
+        chains = 1 if post.point_estimate else sampler.num_samples
+        if interrupted or post.samples.shape[0] != chains:
+            raise KeyboardInterrupt(f"{sampler.label}: {post.samples.shape[0]} of {chains} chains finished; "
+                                    "nothing was saved")
+    return posts
+
+
+def _sample_whole(sampler, problem: InverseProblem, y: torch.Tensor, seed: int) -> Posterior:
+    """Run the sampler on one case (:func:`_uninterrupted`: Ctrl-C returns nothing)."""
+    return _uninterrupted(sampler, lambda: [run_sampler(
+        sampler.sampler, problem, y, num_samples=sampler.num_samples, steps=sampler.steps,
+        generator=torch.Generator().manual_seed(seed), options=sampler.options)])[0]
+
+
+def _sample_group(sampler, problem: InverseProblem, y: torch.Tensor, seed: int) -> list[Posterior]:
+    """Run the sampler on the ``G`` cases ``y: (G, *out_shape)`` in one call (:func:`_uninterrupted`)."""
+    check_sampler_options(sampler.sampler, sampler.options)
+    try:
+        builders.case_batching(sampler.sampler)
+    except ValueError as exc:
+        raise StudySpecError(f"'samplers.{sampler.label}.batch_cases' = {sampler.batch_cases}: {exc}") from None
+    posts = _uninterrupted(sampler, lambda: builders.run_sampler_cases(
+        sampler.sampler, problem, y, num_samples=sampler.num_samples, steps=sampler.steps,
+        generator=torch.Generator().manual_seed(seed), options=sampler.options))
+    if len(posts) != y.shape[0]:
+        raise KeyboardInterrupt(f"{sampler.label}: {len(posts)} of {y.shape[0]} cases finished; nothing was saved")
+    return posts
 
 
 def run_task(spec: StudySpec, results: Path, label: str, split: str, index: int,
              problem: InverseProblem | None = None, device: str | None = None) -> str:
     """Run one (sampler, case) task unless its result verifies; returns ``"done"`` or ``"skipped"``.
 
+    With ``batch_cases > 1`` the task is the case's whole group (:func:`case_group`): one sampler call for
+    every case of the group, writing the results of those that do not verify (``"skipped"`` when all do).
     ``device``: where the operator, the prior and the chains live (the spec's problem is built there); the
     case is read from disk and the samples are written back from the CPU, so the files are the same.
     """
-    provenance = _result_provenance(spec, label, split, index, problem)
-    sampler = next(s for s in spec.samplers if s.label == label)
-    path = result_path(results, label, split, index)
-    why = store.verify_result(path, provenance["hash"], sampler.num_samples)
-    if why is None:
+    sampler = _sampler_spec(spec, label)
+    group = case_group(spec, label, split, index)
+    provenance = {i: _result_provenance(spec, label, split, i, problem) for i in group}
+    pending = {}
+    for i in group:
+        path = result_path(results, label, split, i)
+        why = store.verify_result(path, provenance[i]["hash"], sampler.num_samples)
+        if why is not None:
+            pending[i] = why
+            if why != "missing":
+                LOG.warning("recomputing %s: %s", path, why)
+    if not pending:
         return "skipped"
-    if why != "missing":
-        LOG.warning("recomputing %s: %s", path, why)
     problem = study_problem(spec, device) if problem is None else problem
-    case = load_case(results, split, index)
-    seed = task_seed(spec.seed, split, index, label)
-    y = _in_prior_dtype(problem, case["y"].unsqueeze(0))
-    post = _sample_whole(sampler, problem, y if device is None else y.to(device), seed)
-    post.samples = post.samples.cpu()
-    post.seed = seed
-    store.save_result(post, path, provenance)
+    seed = group_seed(spec, label, split, group)
+    y = _in_prior_dtype(problem, torch.stack([load_case(results, split, i)["y"] for i in group]))
+    y = y if device is None else y.to(device)
+    if len(group) == 1:
+        posts = [_sample_whole(sampler, problem, y, seed)]
+    else:
+        posts = _sample_group(sampler, problem, y, seed)
+    for i, post in zip(group, posts, strict=True):
+        if i in pending:
+            post.samples = post.samples.cpu()
+            post.seed = seed
+            store.save_result(post, result_path(results, label, split, i), provenance[i])
     return "done"
 
 
@@ -335,8 +414,11 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
         raise StudySpecError("a custom problem= runs only on the serial local backend (workers=1)")
     tasks = study_tasks(spec, labels)
     for sampler in spec.samplers:  # before any work: a sample count that cannot fit is refused with an estimate
+        what = f"'samplers.{sampler.label}.num_samples' ="
+        if sampler.batch_cases > 1:
+            what = f"'samplers.{sampler.label}.num_samples' x 'batch_cases' ({sampler.batch_cases}) ="
         try:
-            check_memory(sampler.num_samples, spec.image_size, f"'samplers.{sampler.label}.num_samples' =")
+            check_memory(sampler.num_samples * sampler.batch_cases, spec.image_size, what)
         except ValueError as exc:
             raise StudySpecError(f"study spec {spec.path}: {exc}") from None
     with study_lock(results):
@@ -348,15 +430,35 @@ def run_study(spec: StudySpec, out: str | os.PathLike | None = None, *, backend:
         store.atomic_write_text(results / "study.json", json.dumps(
             {"name": spec.name, "spec": str(spec.path), "version": _version()}, indent=2))
         todo = [t for t in tasks if not is_done(results, *t, spec=spec, problem=problem)]
+        calls = _group_calls(spec, todo)
         bar = tqdm(total=len(todo), desc=f"study {spec.name}", unit="task", disable=not progress)
+
+        def finished(label: str, split: str, index: int, status: str) -> None:
+            """One sampler call done: every case of it counts (the bar's rate and time left are per case)."""
+            members = calls[(label, split, index)]
+            for i in members:
+                if on_task is not None:
+                    on_task(label, split, i, status)
+            bar.set_postfix_str(f"{label} {split}-{index}", refresh=False)
+            bar.update(len(members))
+
         try:
             # on a device, the serial backend's tasks get the spec's problem built there (cases stay CPU-drawn)
             task_problem = local_problem if device is None else study_problem(spec, device)
-            run_tasks(run_task, spec, results, todo, backend=backend, workers=workers, problem=task_problem, bar=bar,
-                      on_task=on_task, device=device)
+            run_tasks(run_task, spec, results, list(calls), backend=backend, workers=workers, problem=task_problem,
+                      on_task=finished, device=device)
         finally:
             bar.close()
     return results
+
+
+def _group_calls(spec: StudySpec, todo: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], list[int]]:
+    """The sampler calls that compute ``todo``: ``(label, split, first case of the group) -> [its cases to do]``
+    in the order of ``todo`` (one call per case when ``batch_cases = 1``)."""
+    calls: dict[tuple[str, str, int], list[int]] = {}
+    for label, split, index in todo:
+        calls.setdefault((label, split, case_group(spec, label, split, index)[0]), []).append(index)
+    return calls
 
 
 def _version() -> str:

@@ -27,6 +27,7 @@ Example (``calibration/phantom32-deblur/study.toml``)::
     sampler = "dps"
     num_samples = 32
     steps = 100
+    batch_cases = 8                # 8 cases per sampler call, one network call per step for all (optional)
     [samplers.dps.options]
     guidance_scale = 0.3
     [samplers.smc]
@@ -77,6 +78,12 @@ class SamplerSpec:
 
     ``max_cases`` runs the sampler on the first ``max_cases`` cases of each split only (slow samplers
     such as SMC on a subset); its diagnostics then use those cases.
+
+    ``batch_cases`` (default 1) runs that many consecutive cases of a split in one sampler call (cases
+    ``0..k-1``, ``k..2k-1``, ...; the last group may be smaller), the chains of all of them in one network
+    call per step; only the samplers of :data:`~bayesinv.samplers.CASE_SAMPLERS` allow more than 1. A
+    group's draws come from one generator, so they depend on the grouping, which is part of each result's
+    provenance (:mod:`bayesinv.studies.runner`).
     """
 
     label: str
@@ -85,6 +92,7 @@ class SamplerSpec:
     steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     max_cases: int | None = None
+    batch_cases: int = 1
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ SCHEMA: dict[str, tuple[str, ...] | None] = {
     "problem.": ("operator", "image_size", "noise_sigma", "operator_options"),
     "prior.": ("name",),
     "data.": ("family", "lesion_prob", "num_calibration", "num_test", "num_ood", "ood_family"),
-    "sampler": ("sampler", "num_samples", "steps", "options", "max_cases"),
+    "sampler": ("sampler", "num_samples", "steps", "options", "max_cases", "batch_cases"),
     "diagnostics.": ("levels", "alpha", "delta", "audit", "lesion_threshold"),
 }
 RESERVED_LABELS = ("cases",)  # results/<label>/ must not collide with results/cases/ (the ground truth)
@@ -192,6 +200,9 @@ def _sampler(read: _Reader, label: str, table, check_options: bool) -> SamplerSp
     max_cases = read.get(table, "max_cases", int, where, default=None)
     if max_cases is not None and max_cases < 2:
         raise read.error(f"'{where}max_cases' must be >= 2, got {max_cases}")
+    batch_cases = read.get(table, "batch_cases", int, where, default=1)
+    if batch_cases < 1:
+        raise read.error(f"'{where}batch_cases' must be >= 1, got {batch_cases}")
     name = read.get(table, "sampler", str, where)
     options = dict(read.get(table, "options", dict, where, default={}))
     if check_options:
@@ -199,7 +210,14 @@ def _sampler(read: _Reader, label: str, table, check_options: bool) -> SamplerSp
             check_sampler_options(name, options)
         except StudySpecError as exc:
             raise read.error(f"'{where}options': {exc}") from None
-    return SamplerSpec(label, name, num, steps, options, max_cases)
+        if batch_cases > 1:
+            from bayesinv.builders import case_batching
+
+            try:
+                case_batching(name)
+            except ValueError as exc:
+                raise read.error(f"'{where}batch_cases' = {batch_cases}: {exc}") from None
+    return SamplerSpec(label, name, num, steps, options, max_cases, batch_cases)
 
 
 def parse_study(data: dict, path: Path | None = None, *, check_options: bool = True) -> StudySpec:
