@@ -6,11 +6,14 @@ import pytest
 import torch
 
 from bayesinv import Gaussian, InverseProblem
+from bayesinv.builders import run_sampler_cases
+from bayesinv.errors import ShapeError
 from bayesinv.noise import Poisson
 from bayesinv.operators.base import LinearOperator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, exact_posterior, vp_linear
-from bayesinv.samplers.ddrm import ddrm_timesteps, sample_ddrm
+from bayesinv.samplers.ddrm import ddrm_timesteps, sample_ddrm, sample_ddrm_cases
+from bayesinv.samplers.score_sde import sample_score_sde
 from tests.samplers.helpers import DFTOperator, TinyNetworkPrior, mixture_bed, sw_ratio
 
 
@@ -150,3 +153,83 @@ def test_ddrm_beats_the_prior_on_the_mixture_testbed(num_measurements):
     d_ddrm, floor, _ = sw_ratio(post, bed.posterior)
     d_prior, _, _ = sw_ratio(prior_draws, bed.posterior)
     assert d_ddrm < 0.6 * d_prior, (d_ddrm, d_prior, floor)
+
+
+# -- several cases per call (sample_ddrm_cases) ----------------------------------------------------------------
+
+
+def _cases_problem(generator, num_cases=3):
+    prior = TinyNetworkPrior(5, generator, schedule=vp_linear(200, 1e-4, 0.05))
+    matrix = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+    problem = InverseProblem(MatrixOperator(matrix), Gaussian(0.2), prior)
+    y = problem.simulate(torch.randn(num_cases, 5, generator=generator, dtype=torch.float64), generator=generator)
+    return problem, matrix, y
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_cases_follow_the_authors_update_for_each_case(batch_size, generator):
+    """G cases in one call: chain c runs the authors' update with case c // num_samples's measurement, and the
+    generator is read chunk by chunk (chunks of 5 chains mix cases 0/1 and 1/2)."""
+    problem, matrix, y = _cases_problem(generator)
+    n = 4
+    y_chains = y.repeat_interleave(n, 0)  # (12, 3): case-major chains
+    gen = torch.Generator().manual_seed(3)
+    size = 12 if batch_size is None else batch_size
+    expected = torch.cat([reference_ddrm(problem.prior, matrix, y_chains[s : s + size], 0.2, 0.85, 1.0, 20,
+                                         y_chains[s : s + size].shape[0], gen) for s in range(0, 12, size)])
+    posts = sample_ddrm_cases(problem, y, num_samples=n, batch_size=batch_size,
+                              generator=torch.Generator().manual_seed(3), progress=False)
+    assert len(posts) == 3 and all(p.samples.shape == (n, 1, 5) and p.nfe == 20 for p in posts)
+    assert [p.extras["case_in_call"] for p in posts] == [0, 1, 2] and posts[0].extras["cases_per_call"] == 3
+    torch.testing.assert_close(torch.cat([p.samples[:, 0] for p in posts]), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_one_case_per_call_is_sample_ddrm_bit_for_bit(generator):
+    problem, _, y = _cases_problem(generator, num_cases=1)
+    for batch_size in (None, 3):
+        single = sample_ddrm(problem, y, num_samples=7, batch_size=batch_size,
+                             generator=torch.Generator().manual_seed(5), progress=False)
+        (batched,) = sample_ddrm_cases(problem, y, num_samples=7, batch_size=batch_size,
+                                       generator=torch.Generator().manual_seed(5), progress=False)
+        assert torch.equal(single.samples, batched.samples)
+        assert batched.settings == single.settings and batched.extras == single.extras == {}
+
+
+def test_cases_chunked_one_case_at_a_time_are_successive_single_case_runs(generator):
+    """With batch_size = num_samples each chunk is one case, drawn in order from the one generator: what
+    successive sample_ddrm calls sharing that generator draw, up to rounding (``U^H y`` of 3 rows vs of 1)."""
+    problem, _, y = _cases_problem(generator)
+    gen = torch.Generator().manual_seed(8)
+    singles = [sample_ddrm(problem, y[i : i + 1], num_samples=4, generator=gen, progress=False) for i in range(3)]
+    posts = sample_ddrm_cases(problem, y, num_samples=4, batch_size=4, generator=torch.Generator().manual_seed(8),
+                              progress=False)
+    for post, single in zip(posts, singles, strict=True):
+        torch.testing.assert_close(post.samples, single.samples, rtol=1e-12, atol=1e-13)
+
+
+def test_each_case_in_a_call_is_close_to_its_own_exact_posterior(generator):
+    """Three MRI-like cases in one call (complex singular vectors, isotropic Gaussian prior): each case's DDRM
+    draws sit at that case's closed-form posterior (the tolerance of the one-case test above), not another's."""
+    prior = GaussianPrior(torch.zeros(8), 1.0)
+    problem = InverseProblem(DFTOperator(8, [0, 1, 7]), Gaussian(0.05), prior)
+    y = problem.simulate(prior.sample_n(3, generator=generator), generator=generator)
+    posts = sample_ddrm_cases(problem, y, num_samples=2000, generator=torch.Generator().manual_seed(0),
+                              progress=False)
+    exact = [exact_posterior(problem, y[i : i + 1]) for i in range(3)]
+    for i, post in enumerate(posts):
+        errors = [float((post.mean() - e.mean).abs().max()) for e in exact]
+        assert errors[i] < 0.1 and min(e for j, e in enumerate(errors) if j != i) > 0.3, errors
+        ratio = post.std() ** 2 / exact[i].variance
+        assert bool(((ratio > 0.5) & (ratio < 2.0)).all()), ratio
+
+
+def test_bad_case_batches_are_refused_with_the_sampler_named(generator):
+    problem, _, y = _cases_problem(generator)
+    with pytest.raises(ShapeError, match=r"ddrm: y must hold one measurement .* ddrm runs one case per call"):
+        sample_ddrm(problem, y, num_samples=2, generator=generator, progress=False)
+    with pytest.raises(ShapeError, match=r"y must have shape \(3,\) or \(B, 3\), got \(3, 4\)"):
+        sample_ddrm_cases(problem, torch.zeros(3, 4, dtype=torch.float64), num_samples=2, generator=generator)
+    with pytest.raises(ShapeError, match=r"score_sde: y must hold one measurement"):
+        sample_score_sde(problem, y, num_samples=2, steps=3, generator=generator, progress=False)
+    with pytest.raises(ValueError, match=r"sampler 'smc' runs one case per call.*\['ddrm', 'dps'\]"):
+        run_sampler_cases("smc", problem, y, num_samples=2, steps=3, generator=generator, options={})

@@ -14,7 +14,7 @@ from bayesinv.noise import Poisson
 from bayesinv.operators.base import Operator
 from bayesinv.operators.matrix import MatrixOperator
 from bayesinv.priors import GaussianPrior, vp_linear
-from bayesinv.samplers.dps import TUNED_GUIDANCE_SCALES, default_guidance_scale, sample_dps
+from bayesinv.samplers.dps import TUNED_GUIDANCE_SCALES, default_guidance_scale, sample_dps, sample_dps_cases
 from tests.samplers.helpers import DFTOperator, TinyNetworkPrior, flat_problem, sw_ratio, mixture_bed
 
 
@@ -171,3 +171,49 @@ def test_tuned_guidance_scales_apply_to_their_prior_and_steps_only():
                 assert default_guidance_scale(blur, prior_name, steps) == values["Blur"]
             assert default_guidance_scale(blur, prior_name, steps + 1) == 0.3  # other steps: the authors' value
     assert default_guidance_scale(blur, "another-prior", 100) == 0.3
+
+
+# -- several cases per call (sample_dps_cases) -----------------------------------------------------------------
+
+
+def test_cases_follow_algorithm_1_with_each_chain_guided_by_its_own_case(generator):
+    prior = TinyNetworkPrior(5, generator, pixel_range=(-100.0, 100.0))
+    matrix = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+    problem = InverseProblem(MatrixOperator(matrix), Gaussian(0.1), prior)
+    y = problem.simulate(torch.randn(3, 5, generator=generator, dtype=torch.float64), generator=generator)
+    expected = algorithm_1(prior, problem.operator, y.repeat_interleave(2, 0), 0.4, 6,
+                           torch.Generator().manual_seed(9))
+    posts = sample_dps_cases(problem, y, num_samples=2, generator=torch.Generator().manual_seed(9),
+                             guidance_scale=0.4, progress=False)
+    assert len(posts) == 3 and all(p.samples.shape == (2, 1, 5) and p.nfe == 40 for p in posts)
+    assert torch.allclose(torch.cat([p.samples[:, 0] for p in posts]), expected, rtol=1e-9, atol=1e-11)
+
+
+def test_one_case_per_call_is_sample_dps_bit_for_bit(generator):
+    problem = _small_problem(generator)
+    y = problem.simulate(torch.randn(1, 4, generator=generator, dtype=torch.float64), generator=generator)
+    for batch_size in (None, 2):
+        single = sample_dps(problem, y, num_samples=5, batch_size=batch_size,
+                            generator=torch.Generator().manual_seed(4), progress=False)
+        (batched,) = sample_dps_cases(problem, y, num_samples=5, batch_size=batch_size,
+                                      generator=torch.Generator().manual_seed(4), progress=False)
+        assert torch.equal(single.samples, batched.samples) and batched.settings == single.settings
+
+
+def test_cases_with_fixed_latents_chunked_per_case_are_successive_single_case_runs(generator):
+    """Latents given per chain ``(num_samples,)`` apply to every case; with batch_size = num_samples the call draws
+    what successive sample_dps calls sharing the generator draw (up to rounding)."""
+    matrix = torch.randn(3, 4, generator=generator, dtype=torch.float64)
+    known = _small_problem(generator, operator=MatrixOperator(matrix))
+    latent = InverseProblem(lambda scale: MatrixOperator(matrix * float(scale.reshape(-1)[0])),
+                            Gaussian(dist.LogNormal(-1.0, 0.5)), known.prior,
+                            nuisance={"scale": dist.LogNormal(0.0, 0.1)})
+    y = torch.randn(2, 3, generator=generator, dtype=torch.float64)
+    latents = {"sigma": torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64), "scale": 1.0}
+    gen = torch.Generator().manual_seed(6)
+    singles = [sample_dps(latent, y[i : i + 1], num_samples=3, generator=gen, guidance="deviance", latents=latents,
+                          guidance_scale=0.2, progress=False) for i in range(2)]
+    posts = sample_dps_cases(latent, y, num_samples=3, batch_size=3, generator=torch.Generator().manual_seed(6),
+                             guidance="deviance", latents=latents, guidance_scale=0.2, progress=False)
+    for post, single in zip(posts, singles, strict=True):
+        torch.testing.assert_close(post.samples, single.samples, rtol=1e-10, atol=1e-12)

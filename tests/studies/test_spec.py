@@ -87,6 +87,14 @@ NAN = float("nan")
     (_doc(problem__image_size=0), "'problem.image_size' must be >= 2, got 0"),
     (_doc(samplers={"x": {"sampler": "dps", "steps": 0}}), "'samplers.x.steps' must be >= 1, got 0"),
     (_doc(samplers={"x": {"sampler": "dps", "num_samples": True}}), "'samplers.x.num_samples' must be int, got bool"),
+    # case batching: a positive int, and only for samplers that run several cases per call
+    (_doc(samplers={"x": {"sampler": "ddrm", "batch_cases": 0}}), "'samplers.x.batch_cases' must be >= 1, got 0"),
+    (_doc(samplers={"x": {"sampler": "ddrm", "batch_cases": "8"}}),
+     "'samplers.x.batch_cases' must be int, got str '8'"),
+    (_doc(samplers={"x": {"sampler": "smc", "batch_cases": 4}}),
+     "'samplers.x.batch_cases' = 4: sampler 'smc' runs one case per call"),
+    (_doc(samplers={"x": {"sampler": "ddrm", "batch_case": 4}}),
+     "unknown key 'samplers.x.batch_case'; did you mean 'samplers.x.batch_cases'?"),
     # reserved labels: results/cases/ holds the ground truth
     (_doc(samplers={"cases": {"sampler": "dps"}}), "sampler label 'samplers.cases' is reserved"),
     # option names and types, checked against the sampler's signature before any work
