@@ -58,8 +58,8 @@ def main() -> None:
     for _ in range(args.repeats):
         alone, grouped = min(alone, one_per_call()), min(grouped, all_in_one_call())
     print(f"{args.sampler} on phantom32 deblurring, {args.samples} samples x {args.steps} steps per case, "
-          f"{torch.get_num_threads()} thread(s), best of {args.repeats}: G = 1: {alone:.2f} s per case; G = {args.cases}: {grouped:.2f} s "
-          f"per case; ratio {alone / grouped:.2f}x")
+          f"{torch.get_num_threads()} thread(s), best of {args.repeats}: G = 1: {alone:.2f} s per case; "
+          f"G = {args.cases}: {grouped:.2f} s per case; ratio {alone / grouped:.2f}x")
 
 
 if __name__ == "__main__":

@@ -220,7 +220,8 @@ def _dps(problem: InverseProblem, y: torch.Tensor, *, cases: bool, num_samples: 
 
         def step(state: DPSState, s: int) -> DPSState:
             return dps_step(state, s, problem=problem, y=chunk_y, latents=chunk_latents,
-                            guidance_scale=guidance_scale, guidance=guidance, noise=standard_normal((n, *shape), generator, y),
+                            guidance_scale=guidance_scale, guidance=guidance,
+                            noise=standard_normal((n, *shape), generator, y),
                             clip_denoised=clip_denoised)
 
         state = DPSState(initial_noise(schedule, (n, *shape), generator, y), ts[0])
