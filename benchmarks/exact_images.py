@@ -224,6 +224,31 @@ def passes(s: dict) -> bool:
             and s["mae"] <= 0.05 and s["nfe"] <= 2000)
 
 
+def lesion_gap(exact: dict[int, dict], records: list[dict], reps: int = 2000) -> tuple[float, float, float]:
+    """Lesion-pixel coverage of ``records`` minus that of the exact draws on the same cases (both pooled over
+    the lesion pixels of the cases with a lesion), with a paired case-bootstrap 95% interval; NaN without
+    shared lesion cases.
+
+    Lesion pixels are chosen by the truth, so even the exact posterior need not cover them at 90% (on
+    deblurring it hedges between "lesion" and "none" and its intervals then miss the lesion's contrast): the
+    fair test of a sampler on them is against the exact draws, case by case."""
+    pairs = [(r["lesion_covered"], exact[r["case"]]["lesion_covered"], r["lesion_pixels"]) for r in records
+             if "error" not in r and r["case"] in exact and r["lesion_pixels"] > 0]
+    if not pairs:
+        return (float("nan"),) * 3
+    s_cov, e_cov, pix = (np.array(v, dtype=float) for v in zip(*pairs, strict=True))
+    idx = np.random.default_rng(0).integers(0, len(pix), size=(reps, len(pix)))
+    boot = (s_cov[idx].sum(1) - e_cov[idx].sum(1)) / pix[idx].sum(1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return float((s_cov.sum() - e_cov.sum()) / pix.sum()), float(lo), float(hi)
+
+
+def passes_against_exact(s: dict, gap: float) -> bool:
+    """The bar with its lesion-pixel criterion read against the exact draws: |gap| <= 3 points."""
+    return (s["cases"] > 0 and abs(s["cover"] - 0.9) <= 0.015 and abs(gap) <= 0.03  # NaN: False
+            and s["mae"] <= 0.05 and s["nfe"] <= 2000)
+
+
 def mae_floor(exact: dict[int, dict], records: list[dict]) -> float:
     """The exact draws' P(lesion) MAE on the cases of ``records`` (same draw count): the Monte-Carlo floor."""
     cases = [r["case"] for r in records if "error" not in r and r["case"] in exact]
@@ -233,9 +258,9 @@ def mae_floor(exact: dict[int, dict], records: list[dict]) -> float:
 
 
 def table(args) -> None:
-    print("| problem | sampler | budget | cases | cover 90% [boot 95%] | lesion cover | width | P(les) MAE (floor) "
-          "| ECE | AUC | SW (floor: exact draws) | NFE/draw | s/case | bar |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| problem | sampler | budget | cases | cover 90% [boot 95%] | lesion cover | lesion − exact draws [paired boot] "
+          "| width | P(les) MAE (floor) | ECE | AUC | SW (floor: exact draws) | NFE/draw | s/case | bar | bar vs exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ("deblur", "inpaint", "mri"):
         budgets = args.budgets or sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
         for budget in budgets:
@@ -250,21 +275,26 @@ def table(args) -> None:
                 rows = [("exact intervals", summarise(records, quantile=True)), ("exact draws", summarise(records))] \
                     if sampler == "exact" else [(sampler, summarise(records))]
                 floor = mae_floor(exact, records)
+                gap = lesion_gap(exact, records) if sampler != "exact" else (float("nan"),) * 3
                 for label, s in rows:
                     if not s["cases"]:
-                        print(f"| {name} | {label} | {budget} | 0 ({s['errors']} failed) |" + " |" * 10)
+                        print(f"| {name} | {label} | {budget} | 0 ({s['errors']} failed) |" + " |" * 12)
                         continue
                     fails = f" ({s['errors']} failed)" if s["errors"] else ""
                     fmt = lambda v, f: "–" if isinstance(v, float) and math.isnan(v) else format(v, f)  # noqa: E731
                     lesion = "–" if math.isnan(s["lesion"]) else \
                         f"{100 * s['lesion']:.1f} [{100 * s['lesion_ci'][0]:.1f}, {100 * s['lesion_ci'][1]:.1f}]"
                     mae = f"{s['mae']:.3f}" if label == "exact intervals" else f"{s['mae']:.3f} ({fmt(floor, '.3f')})"
+                    gap_text = "–" if math.isnan(gap[0]) else \
+                        f"{100 * gap[0]:+.1f} [{100 * gap[1]:+.1f}, {100 * gap[2]:+.1f}]"
+                    bar_exact = "yes" if label not in ("exact intervals", "exact draws") \
+                        and passes_against_exact(s, gap[0]) else ""
                     print(f"| {name} | {label} | {budget} | {s['cases']}{fails} | {100 * s['cover']:.1f} "
-                          f"[{100 * s['cover_ci'][0]:.1f}, {100 * s['cover_ci'][1]:.1f}] | {lesion} "
+                          f"[{100 * s['cover_ci'][0]:.1f}, {100 * s['cover_ci'][1]:.1f}] | {lesion} | {gap_text} "
                           f"| {fmt(s['width'], '.2f')} "
                           f"| {mae} | {s['ece']:.3f} | {fmt(s['auc'], '.3f')} | {fmt(s['sw'], '.3f')} "
                           f"| {s['nfe']} | {s['seconds']:.1f} "
-                          f"| {'yes' if passes(s) and label != 'exact intervals' else ''} |")
+                          f"| {'yes' if passes(s) and label != 'exact intervals' else ''} | {bar_exact} |")
 
 
 def prior_step_check(args) -> None:
