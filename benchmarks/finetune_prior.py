@@ -15,7 +15,10 @@ prior over the same data. An optional ``--lesion-weight w`` multiplies the squar
 timesteps ``t >= t0``, so that the bias stays above chosen noise levels (t0 = 260: ``sigma/alpha > 1``, above
 every level of the denoising-MSE bar, where a 1-2 px lesion of contrast ~0.35 is still at or below the noise).
 
-The learning rate restarts with a linear warm-up to ``--lr``; the loop is
+The learning rate restarts with a linear warm-up to ``--lr``. ``--lr-final`` and ``--lesion-weight-final`` anneal
+the learning rate and the lesion weight linearly in the step, from their start values at step 0 to the final ones
+at ``--steps``; the value is held constant over each segment of ``--snapshot-every`` steps (the one at the segment's
+first step, :func:`annealed`), so a resumed run follows the same schedule. The loop is
 :func:`bayesinv.training.loop.train_loop` (AdamW, grad clip, EMA, safetensors checkpoint, loss.csv),
 run in segments of ``--snapshot-every`` steps; after each segment the EMA weights are written to
 ``<out>/ema_step<k>.safetensors`` (and the raw weights to ``raw_step<k>.safetensors``). Rerunning the same
@@ -63,6 +66,19 @@ def balanced_batches(batch_size: int, image_size: int, data_seed: int):
     return sample
 
 
+def annealed(start: float, final: float | None, step: int, total: int) -> float:
+    """Linear anneal from ``start`` (step 0) to ``final`` (step ``total`` and after); ``final=None``: constant.
+
+    >>> annealed(3.0, 1.0, 150, 600), annealed(6e-5, None, 150, 600), annealed(3.0, 1.0, 900, 600)
+    (2.5, 6e-05, 1.0)
+    """
+    if final is None:
+        return start
+    if total <= 0:
+        raise ValueError(f"total must be positive, got {total}")
+    return start + (final - start) * min(step, total) / total
+
+
 def make_loss(low_fraction: float, low_max: int, lesion_weight: float, lesion_tmin: int = 0):
     """The loss of the module docstring: ``(denoiser, (x0, masks), generator) -> scalar``; the lesion weight
     applies only at timesteps ``t >= lesion_tmin``."""
@@ -99,6 +115,10 @@ def main() -> None:
     parser.add_argument("--low-fraction", type=float, default=0.75)
     parser.add_argument("--low-max", type=int, default=400)
     parser.add_argument("--lesion-weight", type=float, default=1.0)
+    parser.add_argument("--lr-final", type=float, default=None,
+                        help="anneal the lr linearly to this at --steps (per segment; default: constant)")
+    parser.add_argument("--lesion-weight-final", type=float, default=None,
+                        help="anneal the lesion weight linearly to this at --steps (per segment; default: constant)")
     parser.add_argument("--lesion-tmin", type=int, default=0,
                         help="apply the lesion weight only at timesteps t >= this (t = 260: sigma/alpha > 1, above "
                              "every noise level of the MSE bar)")
@@ -113,7 +133,6 @@ def main() -> None:
     load_weights(network, args.init)
     denoiser = Denoiser(network, build_schedule(cfg), cfg["network"].get("parametrisation", "eps"))
     batches = balanced_batches(args.batch, int(cfg["data"]["image_size"]), args.data_seed)
-    loss_fn = make_loss(args.low_fraction, args.low_max, args.lesion_weight, args.lesion_tmin)
     done = 0
     if (out / CHECKPOINT_NAME).exists():  # resume: segments continue from the checkpoint's step
         with safe_open(str(out / CHECKPOINT_NAME), framework="pt") as handle:
@@ -121,7 +140,10 @@ def main() -> None:
     while done < args.steps:
         target = min(args.steps, (done // args.snapshot_every + 1) * args.snapshot_every)
         t0 = time.perf_counter()
-        result = train_loop(denoiser, loss_fn, batches, steps=target, lr=args.lr, ema_decay=args.ema, seed=args.seed,
+        lr = annealed(args.lr, args.lr_final, done, args.steps)
+        lesion_weight = annealed(args.lesion_weight, args.lesion_weight_final, done, args.steps)
+        loss_fn = make_loss(args.low_fraction, args.low_max, lesion_weight, args.lesion_tmin)
+        result = train_loop(denoiser, loss_fn, batches, steps=target, lr=lr, ema_decay=args.ema, seed=args.seed,
                             checkpoint_dir=out, checkpoint_every=10**9, resume=True, grad_clip=1.0,
                             warmup_steps=args.warmup, progress=False, prefetch=1)
         done = result.steps
@@ -129,7 +151,8 @@ def main() -> None:
         save_weights(result.model.network, out / f"raw_step{done}.safetensors", {"steps": done})
         recent = result.losses[-args.snapshot_every:]
         print(f"{time.strftime('%H:%M:%S')} step {done}: mean loss of the segment {sum(recent) / len(recent):.5f}, "
-              f"{time.perf_counter() - t0:.0f} s for the segment", flush=True)
+              f"{time.perf_counter() - t0:.0f} s for the segment (lr {lr:.3g}, lesion weight {lesion_weight:.3g})",
+              flush=True)
 
 
 if __name__ == "__main__":
