@@ -265,8 +265,9 @@ def mae_floor(exact: dict[int, dict], records: list[dict]) -> float:
 
 
 def table(args) -> None:
-    print("| problem | sampler | budget | cases | cover 90% [boot 95%] | lesion cover | lesion − exact draws [paired boot] "
-          "| width | P(les) MAE [boot] (floor) | ECE | AUC | SW (floor: exact draws) | NFE/draw | s/case | bar | bar vs exact |")
+    print("| problem | sampler | budget | cases | cover 90% [boot 95%] | lesion cover "
+          "| lesion − exact draws [paired boot] | width | P(les) MAE [boot] (floor) | ECE | AUC "
+          "| SW (floor: exact draws) | NFE/draw | s/case | bar | bar vs exact |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ("deblur", "inpaint", "mri"):
         budgets = args.budgets or sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
