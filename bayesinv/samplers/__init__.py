@@ -29,5 +29,5 @@ from bayesinv.samplers.split_gibbs import sample_split_gibbs
 from bayesinv.samplers.split_gibbs_smc import sample_split_gibbs_smc
 
 __all__ = ["SAMPLERS", "CASE_SAMPLERS", "sample_dps", "sample_ddrm", "sample_dps_cases", "sample_ddrm_cases",
-           "sample_score_sde", "sample_annealed_langevin", "sample_ula", "sample_pnp_ula", "sample_mala", "sample_smc", "sample_dirac", "sample_gibbs",
-           "sample_split_gibbs", "sample_split_gibbs_smc"]
+           "sample_score_sde", "sample_annealed_langevin", "sample_ula", "sample_pnp_ula", "sample_mala", "sample_smc",
+           "sample_dirac", "sample_gibbs", "sample_split_gibbs", "sample_split_gibbs_smc"]
