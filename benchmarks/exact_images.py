@@ -314,25 +314,33 @@ def table(args) -> None:
 
 
 def prior_step_check(args) -> None:
-    """How close split Gibbs' prior step (DDPM from the split level) is to the exact denoising posterior."""
+    """How close split Gibbs' prior step (DDPM from the split level of ``--sigma``, at most ``--max-steps`` steps)
+    is to the exact denoising posterior: per-pixel spread, interval coverage and P(lesion | z)."""
     from bayesinv.operators import Identity
     from bayesinv.samplers.split_gibbs import _prior_step, split_noise_level
 
     prior = make_prior()
-    t = split_noise_level(prior.schedule, 0.9 * SIGMA_Y)  # ||A|| = 1 for the three problems
+    t = split_noise_level(prior.schedule, 0.9 * args.sigma)  # ||A|| = 1 for the three problems
     rho = float(prior.schedule.sigma[t] / prior.schedule.alpha[t])
     solver = LesionPosteriorSolver(InverseProblem(Identity((1, SIZE, SIZE)), Gaussian(rho), prior))
+    differences = []
     for index in range(args.cases):
         g = torch.Generator().manual_seed(index)
         z = prior.sample_n(1, generator=g)
         z = z + rho * torch.randn(z.shape, generator=g, dtype=torch.float64)
         exact = solver.posterior(z)
-        draws, _ = _prior_step(prior, z.expand(args.draws, -1, -1, -1).clone(), t, g)
+        draws, calls = _prior_step(prior, z.expand(args.draws, -1, -1, -1).clone(), t, g, args.max_steps)
+        p_draws = float(prior.lesion_probability(draws).mean())
+        differences.append(p_draws - exact.lesion_probability)
         lo, hi = (v[0] for v in exact.interval(0.9))
         inside = float(((draws[:, 0] >= lo) & (draws[:, 0] <= hi)).double().mean())
         ratio = float(draws.std(0).mean() / exact.std.mean())
-        print(f"case {index}: rho = {rho:.4f} (t = {t}); per-pixel std / exact {ratio:.3f}; "
-              f"draws inside the exact 90% intervals {100 * inside:.1f}%", flush=True)
+        print(f"case {index}: rho = {rho:.4f} (t = {t}, {calls} calls); per-pixel std / exact {ratio:.3f}; "
+              f"draws inside the exact 90% intervals {100 * inside:.1f}%; P(lesion | z) exact "
+              f"{exact.lesion_probability:.3f}, draws {p_draws:.3f}", flush=True)
+    d = np.array(differences)
+    spread = f" +- {d.std(ddof=1) / math.sqrt(len(d)):.3f} (standard error)" if len(d) > 1 else ""
+    print(f"P(lesion | z) of the draws minus exact over {len(d)} cases: mean {d.mean():+.3f}{spread}")
 
 
 def smc_check(args) -> None:
@@ -391,6 +399,9 @@ def main() -> None:
     c = sub.add_parser("prior-step", help="split Gibbs' prior step against the exact denoising posterior")
     c.add_argument("--cases", type=int, default=2)
     c.add_argument("--draws", type=int, default=400)
+    c.add_argument("--sigma", type=float, default=SIGMA_Y,
+                   help="the likelihood's sigma; the prior step runs from the split level rho <= 0.9 sigma")
+    c.add_argument("--max-steps", type=int, default=None, help="at most this many DDPM steps (default: all)")
     m = sub.add_parser("smc-check", help="split Gibbs SMC's P(lesion) spread over clouds on one case")
     m.add_argument("--problem", default="deblur")
     m.add_argument("--case", type=int, default=3)
