@@ -128,7 +128,8 @@ def run(args) -> None:
             path = out_dir / f"{s}__{name}.jsonl"
             done[s, name] = {json.loads(line)["case"] for line in path.read_text().splitlines()} \
                 if path.exists() else set()
-    for index in range(args.cases):
+    shard, shards = args.shard
+    for index in range(shard, args.cases, shards):
         for name, problem in problems.items():
             todo = [s for s in samplers if index not in done[s, name]]
             if not todo:
@@ -386,6 +387,17 @@ def mixing_check(args) -> None:
               f"{100 * float((lesion[1:] != lesion[:-1]).double().mean()):.1f}% of sweeps", flush=True)
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes I/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return i, n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -396,6 +408,9 @@ def main() -> None:
     r.add_argument("--budget", choices=sorted(BUDGETS), default="user")
     r.add_argument("--samplers", nargs="+", default=["exact", *BUDGETS["user"]])
     r.add_argument("--problems", nargs="+", default=["deblur", "inpaint", "mri"])
+    r.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
+                   help="only cases with index %% N == I (run N of these side by side; they append to the same "
+                   "files, one line per case, so the table reads their union)")
     c = sub.add_parser("prior-step", help="split Gibbs' prior step against the exact denoising posterior")
     c.add_argument("--cases", type=int, default=2)
     c.add_argument("--draws", type=int, default=400)
