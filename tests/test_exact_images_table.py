@@ -18,7 +18,7 @@ exact_images = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(exact_images)
 
 
-@pytest.mark.parametrize("n", [19, 39, 79, 159])
+@pytest.mark.parametrize("n", [19, 39, 79, 159, 319])
 def test_the_order_statistic_interval_covers_a_new_draw_with_probability_exactly_0_9(n):
     g = torch.Generator().manual_seed(n)
     draws = torch.randn(n, 20_000, generator=g, dtype=torch.float64)
@@ -60,7 +60,7 @@ def test_the_bar_against_exact_reads_the_lesion_gap_not_the_nominal_90_percent()
     assert not exact_images.passes_against_exact(dict(s, nfe=2001), 0.0)
 
 
-@pytest.mark.parametrize("budget", ["user", "user_n79", "user_n159"])
+@pytest.mark.parametrize("budget", ["user", "user_n79", "user_n159", "user_n319"])
 def test_the_readme_tables_are_what_the_table_command_prints_from_the_committed_results(budget):
     out = io.StringIO()
     with redirect_stdout(out):
@@ -75,3 +75,12 @@ def test_the_159_draw_results_hold_159_draws_of_split_gibbs_smc_on_every_problem
         lines = (exact_images.RESULTS / "user_n159" / f"split_gibbs_smc__{problem}.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
         assert len(records) >= 50 and all(r["draws"] == 159 and "error" not in r for r in records)
+
+
+def test_shard_spec_reads_i_of_n_and_names_a_bad_one():
+    import argparse
+
+    assert exact_images.shard_spec("1/2") == (1, 2)
+    for bad in ("2/2", "-1/2", "1", "a/b"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--shard"):
+            exact_images.shard_spec(bad)
