@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 with warnings.catch_warnings():  # arviz 0.x announces its 1.0 refactor at import: not about our code
-    warnings.filterwarnings("ignore", message=".*ArviZ is undergoing", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="(?s).*ArviZ is undergoing", category=FutureWarning)
     import arviz as az
 
 __all__ = ["ARVIZ_MAJOR", "from_dict", "hdi", "ess", "rhat"]
