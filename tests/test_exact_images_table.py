@@ -1,6 +1,7 @@
 """The statistics of ``benchmarks/exact_images.py``'s table, against exact answers, and the README's table against
 the committed per-case results it is printed from."""
 
+import argparse
 import importlib.util
 import io
 import json
@@ -70,16 +71,16 @@ def test_the_readme_tables_are_what_the_table_command_prints_from_the_committed_
     assert printed and readme == printed
 
 
-def test_the_159_draw_results_hold_159_draws_of_split_gibbs_smc_on_every_problem():
-    for problem in ("deblur", "inpaint", "mri"):
-        lines = (exact_images.RESULTS / "user_n159" / f"split_gibbs_smc__{problem}.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines]
-        assert len(records) >= 50 and all(r["draws"] == 159 and "error" not in r for r in records)
+@pytest.mark.parametrize("draws, problems", [(159, ("deblur", "inpaint", "mri")), (319, ("deblur",))])
+def test_the_readme_verdicts_rest_on_200_cases_of_split_gibbs_smc_at_their_draw_count(draws, problems):
+    for problem in problems:
+        path = exact_images.RESULTS / f"user_n{draws}" / f"split_gibbs_smc__{problem}.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        assert sorted(r["case"] for r in records) == list(range(200))
+        assert all(r["draws"] == draws and "error" not in r for r in records)
 
 
 def test_shard_spec_reads_i_of_n_and_names_a_bad_one():
-    import argparse
-
     assert exact_images.shard_spec("1/2") == (1, 2)
     for bad in ("2/2", "-1/2", "1", "a/b"):
         with pytest.raises(argparse.ArgumentTypeError, match="--shard"):
