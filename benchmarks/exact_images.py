@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -114,6 +115,31 @@ def results_dir(budget: str, draws: int) -> Path:
     return RESULTS / (budget if draws == 19 else f"{budget}_n{draws}")
 
 
+def read_records(path: Path, repair: bool = False) -> list[dict]:
+    """The records of a results file, one JSON object per line.
+
+    A last line without its newline is a write cut short (a killed run): it is left out with a warning, and with
+    ``repair=True`` cut from the file, so that the next append starts on a line of its own and the case is rerun.
+    Any other line that does not parse is an error naming the file and line: that is not a cut-short write."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    tail = lines.pop()  # "" when the file ends with a newline
+    if tail:
+        print(f"warning: {path}: dropping a cut-short last line ({len(tail)} characters)", file=sys.stderr)
+        if repair:
+            with open(path, "r+") as fh:
+                fh.truncate(len(text.encode()) - len(tail.encode()))
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}, line {number}: not a JSON record ({exc})") from None
+    return records
+
+
 def run(args) -> None:
     prior = make_prior()
     problems = {k: v for k, v in make_problems(prior).items() if k in args.problems}
@@ -125,9 +151,7 @@ def run(args) -> None:
     done = {}
     for name in problems:
         for s in samplers:
-            path = out_dir / f"{s}__{name}.jsonl"
-            done[s, name] = {json.loads(line)["case"] for line in path.read_text().splitlines()} \
-                if path.exists() else set()
+            done[s, name] = {r["case"] for r in read_records(out_dir / f"{s}__{name}.jsonl", repair=True)}
     shard, shards = args.shard
     for index in range(shard, args.cases, shards):
         for name, problem in problems.items():
@@ -281,8 +305,7 @@ def table(args) -> None:
         budgets = args.budgets or sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
         for budget in budgets:
             paths = sorted((RESULTS / budget).glob(f"*__{name}.jsonl"))
-            loaded = {path.name.split("__")[0]: [json.loads(line) for line in path.read_text().splitlines()]
-                      for path in paths}
+            loaded = {path.name.split("__")[0]: read_records(path) for path in paths}
             if args.common and loaded:
                 shared = set.intersection(*({r["case"] for r in recs if "error" not in r} for recs in loaded.values()))
                 loaded = {k: [r for r in recs if r["case"] in shared] for k, recs in loaded.items()}

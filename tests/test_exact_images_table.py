@@ -85,3 +85,23 @@ def test_shard_spec_reads_i_of_n_and_names_a_bad_one():
     for bad in ("2/2", "-1/2", "1", "a/b"):
         with pytest.raises(argparse.ArgumentTypeError, match="--shard"):
             exact_images.shard_spec(bad)
+
+
+def test_read_records_drops_and_repairs_a_cut_short_last_line_so_the_next_append_starts_clean(tmp_path, capsys):
+    path = tmp_path / "smc__deblur.jsonl"
+    path.write_text(json.dumps({"case": 0}) + "\n" + json.dumps({"case": 1}) + "\n" + '{"case": 2, "cov')
+    assert [r["case"] for r in exact_images.read_records(path)] == [0, 1]
+    assert "cut-short" in capsys.readouterr().err
+    assert path.read_text().endswith('"cov')  # reading alone leaves the file as it is
+    assert [r["case"] for r in exact_images.read_records(path, repair=True)] == [0, 1]
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"case": 2}) + "\n")
+    assert [r["case"] for r in exact_images.read_records(path)] == [0, 1, 2]
+    assert exact_images.read_records(tmp_path / "missing.jsonl") == []
+
+
+def test_read_records_names_the_file_and_line_of_a_corrupt_record_that_is_not_a_cut_short_write(tmp_path):
+    path = tmp_path / "smc__deblur.jsonl"
+    path.write_text(json.dumps({"case": 0}) + "\nnot json\n" + json.dumps({"case": 2}) + "\n")
+    with pytest.raises(ValueError, match=r"smc__deblur.jsonl, line 2"):
+        exact_images.read_records(path, repair=True)
