@@ -48,6 +48,7 @@ from bayesinv.priors.networks.config import build_network, build_schedule, read_
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "phantom32"
+REFERENCE_LESION_PIXELS = 9.0  # a disc of radius 1.5 (the data's radii give 5, 9 or 13 pixels)
 
 
 def balanced_batches(batch_size: int, image_size: int, data_seed: int):
@@ -79,9 +80,12 @@ def annealed(start: float, final: float | None, step: int, total: int) -> float:
     return start + (final - start) * min(step, total) / total
 
 
-def make_loss(low_fraction: float, low_max: int, lesion_weight: float, lesion_tmin: int = 0):
+def make_loss(low_fraction: float, low_max: int, lesion_weight: float, lesion_tmin: int = 0,
+              per_lesion: bool = False):
     """The loss of the module docstring: ``(denoiser, (x0, masks), generator) -> scalar``; the lesion weight
-    applies only at timesteps ``t >= lesion_tmin``."""
+    applies only at timesteps ``t >= lesion_tmin``. ``per_lesion``: the extra weight ``lesion_weight - 1`` is
+    shared by a lesion's pixels, scaled by ``REFERENCE_LESION_PIXELS / (its pixel count)``, so every lesion adds
+    the same weight to the loss whatever its size (per pixel, a 5-pixel lesion weighs 5/13 of a 13-pixel one)."""
 
     def loss_fn(denoiser: Denoiser, batch, generator: torch.Generator) -> torch.Tensor:
         x0, masks = batch
@@ -96,7 +100,11 @@ def make_loss(low_fraction: float, low_max: int, lesion_weight: float, lesion_tm
         err = (denoiser.raw(x_t, t) - target) ** 2
         if lesion_weight != 1.0:
             gate = (t >= lesion_tmin).to(err.dtype).view(-1, *([1] * (err.dim() - 1)))
-            err = err * (1 + (lesion_weight - 1) * gate * masks)
+            extra = masks
+            if per_lesion:
+                count = masks.flatten(1).sum(dim=1).clamp(min=1).view(-1, *([1] * (masks.dim() - 1)))
+                extra = masks * (REFERENCE_LESION_PIXELS / count)
+            err = err * (1 + (lesion_weight - 1) * gate * extra)
         return err.mean()
 
     return loss_fn
@@ -122,6 +130,9 @@ def main() -> None:
     parser.add_argument("--lesion-tmin", type=int, default=0,
                         help="apply the lesion weight only at timesteps t >= this (t = 260: sigma/alpha > 1, above "
                              "every noise level of the MSE bar)")
+    parser.add_argument("--per-lesion", action="store_true",
+                        help="share the lesion weight over each lesion's pixels (every lesion weighs the same, "
+                             "small ones as much as large ones)")
     parser.add_argument("--data-seed", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -142,7 +153,7 @@ def main() -> None:
         t0 = time.perf_counter()
         lr = annealed(args.lr, args.lr_final, done, args.steps)
         lesion_weight = annealed(args.lesion_weight, args.lesion_weight_final, done, args.steps)
-        loss_fn = make_loss(args.low_fraction, args.low_max, lesion_weight, args.lesion_tmin)
+        loss_fn = make_loss(args.low_fraction, args.low_max, lesion_weight, args.lesion_tmin, args.per_lesion)
         result = train_loop(denoiser, loss_fn, batches, steps=target, lr=lr, ema_decay=args.ema, seed=args.seed,
                             checkpoint_dir=out, checkpoint_every=10**9, resume=True, grad_clip=1.0,
                             warmup_steps=args.warmup, progress=False, prefetch=1)

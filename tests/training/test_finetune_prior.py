@@ -25,15 +25,17 @@ def test_annealed_is_linear_then_held():
         finetune_prior.annealed(1.0, 0.0, 0, 0)
 
 
-@pytest.mark.parametrize("lesion_weight, lesion_tmin", [(1.0, 0), (3.0, 0), (2.5, 50)])
-def test_loss_weights_lesion_pixels_above_tmin(lesion_weight, lesion_tmin):
+@pytest.mark.parametrize("lesion_weight, lesion_tmin, per_lesion", [(1.0, 0, False), (3.0, 0, False), (2.5, 50, False),
+                                                                    (3.0, 0, True), (2.5, 50, True)])
+def test_loss_weights_lesion_pixels_above_tmin(lesion_weight, lesion_tmin, per_lesion):
     torch.manual_seed(0)
     net = UNet(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,), image_size=8)
     denoiser = Denoiser(net, vp_linear(100), "eps")
     x0 = torch.rand(6, 1, 8, 8)
     masks = torch.zeros_like(x0)
-    masks[:3, :, 2:4, 2:4] = 1.0
-    loss_fn = finetune_prior.make_loss(0.5, 40, lesion_weight, lesion_tmin)
+    masks[:3, :, 2:4, 2:4] = 1.0  # lesions of 4, 4 and 9 pixels
+    masks[2, :, 2:5, 2:5] = 1.0
+    loss_fn = finetune_prior.make_loss(0.5, 40, lesion_weight, lesion_tmin, per_lesion)
     loss = loss_fn(denoiser, (x0, masks), torch.Generator().manual_seed(3))
     # the same draws by hand, in the order make_loss takes them
     gen = torch.Generator().manual_seed(3)
@@ -43,5 +45,6 @@ def test_loss_weights_lesion_pixels_above_tmin(lesion_weight, lesion_tmin):
     alpha, sigma = denoiser.schedule.coefficients(t, x0)
     with torch.no_grad():
         err = (denoiser.raw(alpha * x0 + sigma * eps, t) - training_target("eps", x0, eps, alpha, sigma)) ** 2
-    weight = 1 + (lesion_weight - 1) * masks * (t >= lesion_tmin).float().view(-1, 1, 1, 1)
+    per_pixel = torch.tensor([9 / 4, 9 / 4, 1.0, 0, 0, 0]).view(-1, 1, 1, 1) if per_lesion else 1.0
+    weight = 1 + (lesion_weight - 1) * masks * per_pixel * (t >= lesion_tmin).float().view(-1, 1, 1, 1)
     assert loss.item() == pytest.approx((err * weight).mean().item(), rel=1e-6)
