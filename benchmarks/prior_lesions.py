@@ -12,8 +12,9 @@ Subcommands (results under benchmarks/results/prior_lesions/; samples cached in 
   intervals on the calibration split, by radius and visible contrast.
 * ``sample --setting S --num N [--weights W --tag T]``: N unconditional draws of setting S (``ddim50``,
   ``ddim100``, ``ddim250``, ``ddpm50``, ``ddpm100``, ``ddpm250``, ``ddpm1000``, ``heun25``: Heun's method on the
-  probability-flow ODE over 25 intervals = 49 network calls, Karras et al. 2022, Alg. 1; ``heunk25``: the same on Karras's
-  rho = 7 grid of noise levels, refined at low noise), in chunks of 100
+  probability-flow ODE over 25 intervals = 51 network calls, Karras et al. 2022, Alg. 1, ``DiffusionPrior.sample_n(
+  method="heun", steps=26)``; ``heunk25``: the same on Karras's rho = 7 grid of noise levels, ``grid="karras"``),
+  in chunks of 100
   (each chunk seeded by its index; an existing chunk is kept, so a rerun resumes or extends).
 * ``report [--tag T]``: per setting, the detector rate of the samples with its 95% Clopper-Pearson interval
   against the data's (test split, prevalence 0.5), the implied prevalence ``(rate - false) / (hit - false)``,
@@ -49,7 +50,6 @@ from bayesinv.diagnostics.lesion_scan import fit_disc, scan_lesions  # noqa: E40
 from bayesinv.priors.hub import build_prior  # noqa: E402
 from bayesinv.priors.networks import load_weights  # noqa: E402
 from bayesinv.priors.quality import compare_denoisers, fit_linear_denoiser  # noqa: E402
-from bayesinv.priors.schedules import timesteps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "prior_lesions"
@@ -125,38 +125,6 @@ def cmd_detector(args) -> None:
 
 
 # -- sampling -------------------------------------------------------------------------------------------------
-@torch.inference_mode()
-def karras_timesteps(schedule, intervals: int, rho: float = 7.0) -> list[int]:
-    """``intervals + 1`` integer timesteps, descending from ``T-1`` to ``0``, whose noise levels follow Karras et
-    al. (2022, eq. 5): ``s_i = (s_max^(1/rho) + i/N (s_min^(1/rho) - s_max^(1/rho)))^rho``, each rounded to the
-    timestep of nearest noise level (duplicates dropped). ``rho = 7`` packs the steps at low noise, where a 1-2 px
-    lesion is drawn; the uniform-in-t grid of :func:`timesteps` takes one step from 0.14 to 0.01 there."""
-    levels = schedule.noise_level(torch.arange(schedule.num_steps)).double()
-    lo, hi = float(levels[0]) ** (1 / rho), float(levels[-1]) ** (1 / rho)
-    target = (hi + torch.linspace(0, 1, intervals + 1, dtype=torch.float64) * (lo - hi)) ** rho
-    idx = (levels[None, :].log() - target[:, None].log()).abs().argmin(dim=1).tolist()
-    return sorted(set(int(t) for t in idx), reverse=True)
-
-
-def heun_sample(prior, n: int, intervals: int, generator: torch.Generator, grid: str = "uniform") -> torch.Tensor:
-    """Heun's method on the probability-flow ODE ``dy/ds = (y - D(y, s)) / s``, ``y = x_t / alpha_t``,
-    ``s = sigma_t / alpha_t``, over the integer timesteps of ``timesteps(schedule, intervals + 1)`` (``grid =
-    "uniform"``) or of :func:`karras_timesteps` (``grid = "karras"``); the last step returns ``D(y, s_last)``."""
-    sched = prior.schedule
-    grid = timesteps(sched, intervals + 1) if grid == "uniform" else karras_timesteps(sched, intervals)
-    alpha = [float(sched.alpha[t]) for t in grid]
-    level = [float(sched.noise_level(t)) for t in grid]
-    y = torch.randn(n, *prior.event_shape, generator=generator) * (1 + level[0] ** 2) ** 0.5  # x_T / alpha_T
-    for i in range(len(grid)):
-        d = (y - prior.denoise(alpha[i] * y, grid[i])) / level[i]
-        if i + 1 == len(grid):
-            return y - level[i] * d  # = D(y, s_last)
-        y_next = y + (level[i + 1] - level[i]) * d
-        d_next = (y_next - prior.denoise(alpha[i + 1] * y_next, grid[i + 1])) / level[i + 1]
-        y = y + (level[i + 1] - level[i]) * (d + d_next) / 2
-    return y
-
-
 def load_model(weights: str | None):
     prior = build_prior(MODEL)
     if weights:
@@ -165,13 +133,14 @@ def load_model(weights: str | None):
 
 
 def draw(prior, setting: str, n: int, generator: torch.Generator) -> torch.Tensor:
-    if setting.startswith("heunk"):
-        return heun_sample(prior, n, int(setting[5:]), generator, grid="karras")
+    """``heun<N>``/``heunk<N>``: Heun over N intervals (N + 1 timesteps, uniform/Karras grid); else DDIM/DDPM."""
     if setting.startswith("heun"):
-        return heun_sample(prior, n, int(setting[4:]), generator)
-    method, steps = setting[:4], int(setting[4:])
+        grid = "karras" if setting.startswith("heunk") else "uniform"
+        method, steps = "heun", int(setting.removeprefix("heunk").removeprefix("heun")) + 1
+    else:
+        grid, method, steps = "uniform", setting[:4], int(setting[4:])
     with torch.inference_mode():
-        return prior.sample_n(n, steps=steps, method=method, generator=generator, batch_size=n)
+        return prior.sample_n(n, steps=steps, method=method, grid=grid, generator=generator, batch_size=n)
 
 
 def cmd_sample(args) -> None:

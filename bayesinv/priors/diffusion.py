@@ -6,12 +6,17 @@ and the noise prediction then come from :class:`~bayesinv.priors.base.ScorePrior
 prior and an exact one go through the same code.
 
 Unconditional sampling runs the reverse process from ``x_T ~ N(0, (alpha_T^2 + sigma_T^2) I)`` over ``steps``
-evenly spaced timesteps ``t_N > ... > t_1`` and a last step to the clean image:
+timesteps ``t_N > ... > t_1`` (``grid="uniform"``: evenly spaced in ``t``; ``grid="karras"``: Karras et al.'s
+rho = 7 spacing of the noise levels, :func:`~bayesinv.priors.schedules.karras_timesteps`) and a last step to the
+clean image:
 
 * ``"ddpm"`` (ancestral; Ho et al. 2020, eq. 6-7, generalised to skipped steps): draw
   ``x_s ~ q(x_s | x_t, x0 = D(x_t, t))``;
 * ``"ddim"`` (Song, Meng & Ermon 2021, eq. 12 with ``eta = 0``): ``x_s = alpha_s D + sigma_s eps_hat``,
-  ``eps_hat = (x_t - alpha_t D) / sigma_t``.
+  ``eps_hat = (x_t - alpha_t D) / sigma_t``;
+* ``"heun"`` (Karras et al. 2022, Alg. 1): Heun's second-order method on the probability-flow ODE
+  ``dy/ds = (y - D(alpha y, t(s))) / s`` in ``y = x_t / alpha_t``, ``s = sigma_t / alpha_t``, between consecutive
+  grid timesteps, then ``D`` at the last one: ``2 steps - 1`` network calls.
 
 The prior has no tractable density: ``log_prob`` raises :class:`~bayesinv.errors.NoDensityError`.
 
@@ -36,11 +41,12 @@ from bayesinv.errors import NoDensityError
 from bayesinv.priors.base import ScorePrior
 from bayesinv.priors.networks.denoiser import Denoiser
 from bayesinv.priors.networks.unet import inference_layout
-from bayesinv.priors.schedules import Schedule, ancestral_coefficients, timesteps
+from bayesinv.priors.schedules import Schedule, ancestral_coefficients, karras_timesteps, timesteps
 
 __all__ = ["DiffusionPrior", "SAMPLING_METHODS"]
 
-SAMPLING_METHODS = ("ddpm", "ddim")
+SAMPLING_METHODS = ("ddpm", "ddim", "heun")
+GRIDS = ("uniform", "karras")
 
 
 class DiffusionPrior(ScorePrior):
@@ -107,7 +113,8 @@ class DiffusionPrior(ScorePrior):
     # -- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
     def sample_n(self, n: int, *, steps: int = 100, generator: torch.Generator | None = None,
-                 method: str = "ddpm", batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+                 method: str = "ddpm", grid: str = "uniform", batch_size: int = 256,
+                 progress: bool = False) -> torch.Tensor:
         """``n`` unconditional draws ``(n, *event_shape)`` by the reverse process (module docstring).
 
         ``generator`` (default: a fresh unseeded one) decides the noise; draws are made ``batch_size`` at a time
@@ -115,13 +122,18 @@ class DiffusionPrior(ScorePrior):
         """
         if method not in SAMPLING_METHODS:
             raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
+        if grid not in GRIDS:
+            raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.schedule.num_steps:
             raise ValueError(f"steps must be an int in [1, {self.schedule.num_steps}], got {steps!r}")
         generator = generator if generator is not None else torch.Generator()
         device, dtype = self.device, next(self.network.parameters()).dtype
-        grid = timesteps(self.schedule, steps) + [-1]
+        if method == "heun" and steps < 2:
+            raise ValueError(f"heun needs steps >= 2 (the ends of one interval), got {steps}")
+        ts = karras_timesteps(self.schedule, steps) if grid == "karras" and steps > 1 else timesteps(self.schedule,
+                                                                                                     steps)
         name = f"DiffusionPrior.sample({method})"
         out = []
         for start in range(0, n, batch_size):
@@ -129,7 +141,11 @@ class DiffusionPrior(ScorePrior):
             t_last = self.schedule.num_steps - 1
             std = float(self.schedule.alpha[t_last] ** 2 + self.schedule.sigma[t_last] ** 2) ** 0.5
             x = std * _randn(shape, generator, dtype, device)
-            for i, (t, s) in enumerate(tqdm(list(zip(grid[:-1], grid[1:])), disable=not progress, desc=name)):
+            if method == "heun":
+                out.append(self._heun(x, ts, name, progress))
+                continue
+            pairs = list(zip(ts, ts[1:] + [-1]))
+            for i, (t, s) in enumerate(tqdm(pairs, disable=not progress, desc=name)):
                 x0 = self.denoise(x, t)
                 c = ancestral_coefficients(self.schedule, t, s)
                 if s < 0:
@@ -142,6 +158,22 @@ class DiffusionPrior(ScorePrior):
                 check_step(name, i, x)
             out.append(x)
         return torch.cat(out) if out else torch.zeros(0, *self.event_shape, dtype=dtype, device=device)
+
+    def _heun(self, x: torch.Tensor, ts: list[int], name: str, progress: bool) -> torch.Tensor:
+        """Heun's method on the probability-flow ODE from ``x = x_{ts[0]}`` (module docstring)."""
+        alpha = [float(self.schedule.alpha[t]) for t in ts]
+        level = [float(self.schedule.noise_level(t)) for t in ts]
+
+        def slope(y, i):
+            return (y - self.denoise(alpha[i] * y, ts[i])) / level[i]
+
+        y = x / alpha[0]
+        for i in tqdm(range(len(ts) - 1), disable=not progress, desc=name):
+            d = slope(y, i)
+            y_euler = y + (level[i + 1] - level[i]) * d
+            y = y + (level[i + 1] - level[i]) * (d + slope(y_euler, i + 1)) / 2
+            check_step(name, i, y)
+        return self.denoise(alpha[-1] * y, ts[-1])
 
     def sample(self, sample_shape=torch.Size(), **options) -> torch.Tensor:
         """Draws of shape ``sample_shape + event_shape``; ``options`` go to :meth:`sample_n`."""

@@ -9,7 +9,7 @@ from bayesinv.priors.diffusion import DiffusionPrior
 from bayesinv.priors.mixture import GaussianMixturePrior
 from bayesinv.priors.networks import x0_to_output
 from bayesinv.priors.schedules import ve_geometric, vp_cosine, vp_linear
-from bayesinv.priors.schedules import ancestral_coefficients
+from bayesinv.priors.schedules import ancestral_coefficients, karras_timesteps, timesteps
 
 SHAPE = (1, 2, 2)
 
@@ -57,14 +57,16 @@ def test_contract_matches_exact_mixture(schedule, parametrisation):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["ddpm", "ddim"])
-def test_exact_denoiser_samples_the_mixture(method):
-    """With the exact denoiser both samplers draw from the mixture (up to a 200-of-1000-step discretisation)."""
+@pytest.mark.parametrize("method, grid, steps", [("ddpm", "uniform", 200), ("ddim", "uniform", 200),
+                                                 ("ddim", "karras", 100), ("heun", "karras", 40)])
+def test_exact_denoiser_samples_the_mixture(method, grid, steps):
+    """With the exact denoiser every sampler draws from the mixture (up to its discretisation of the 1000 steps)."""
     schedule = vp_linear(1000)
     exact = _mixture(schedule)
     prior = DiffusionPrior(ExactNetwork(exact, "eps"), schedule, "eps", event_shape=SHAPE)
     n = 1000
-    draws = prior.sample_n(n, steps=200, method=method, generator=torch.Generator().manual_seed(1)).reshape(n, 4)
+    draws = prior.sample_n(n, steps=steps, method=method, grid=grid,
+                           generator=torch.Generator().manual_seed(1)).reshape(n, 4)
     dist = torch.cdist(draws, exact.means)
     label = dist.argmin(1)
     for k in range(3):
@@ -97,6 +99,39 @@ def test_one_ddpm_and_ddim_step_by_hand():
     torch.testing.assert_close(ddim, exact.denoise(x_ddim, 0), rtol=1e-10, atol=1e-10)
 
 
+def test_one_heun_interval_by_hand_on_the_karras_grid():
+    schedule = vp_linear(1000)
+    exact = _mixture(schedule)
+    prior = DiffusionPrior(ExactNetwork(exact, "x0"), schedule, "x0", event_shape=SHAPE)
+    ts = karras_timesteps(schedule, 3)
+    heun = prior.sample_n(2, steps=3, method="heun", grid="karras", generator=torch.Generator().manual_seed(4))
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    alpha = [float(schedule.alpha[t]) for t in ts]
+    s = [float(schedule.sigma[t]) / a for t, a in zip(ts, alpha)]
+    y = x / alpha[0]
+    for i in range(2):
+        d = (y - exact.denoise(alpha[i] * y, ts[i])) / s[i]
+        y_euler = y + (s[i + 1] - s[i]) * d
+        y = y + (s[i + 1] - s[i]) / 2 * (d + (y_euler - exact.denoise(alpha[i + 1] * y_euler, ts[i + 1])) / s[i + 1])
+    torch.testing.assert_close(heun, exact.denoise(alpha[2] * y, ts[2]), rtol=1e-10, atol=1e-10)
+
+
+def test_karras_timesteps_put_the_steps_at_low_noise_and_name_bad_input():
+    schedule = vp_linear(1000)
+    ts = karras_timesteps(schedule, 26)
+    levels = schedule.noise_level(torch.tensor(ts))
+    assert ts[0] == 999 and ts[-1] == 0 and ts == sorted(set(ts), reverse=True)
+    assert (levels < 0.2).sum() == 5 and (schedule.noise_level(torch.tensor(timesteps(schedule, 26))) < 0.2).sum() == 2
+    ratios = (levels[:-1] / levels[1:]).log()  # rho = 7: the log step grows as the level falls
+    assert (ratios[1:] - ratios[:-1] > -0.05).all()
+    coarse = karras_timesteps(vp_linear(10), 10)  # repeats dropped: fewer than asked on a coarse schedule
+    assert coarse[0] == 9 and coarse[-1] == 0 and len(coarse) < 10 and coarse == sorted(set(coarse), reverse=True)
+    with pytest.raises(ValueError, match=r"num must be an int in \[2, 1000\], got 1"):
+        karras_timesteps(schedule, 1)
+    with pytest.raises(ValueError, match="rho must be positive"):
+        karras_timesteps(schedule, 5, rho=0.0)
+
+
 def test_sample_shapes_reproducibility_and_errors():
     schedule = vp_linear(50)
     prior = DiffusionPrior(ExactNetwork(_mixture(schedule), "eps"), schedule, "eps", event_shape=SHAPE)
@@ -107,6 +142,10 @@ def test_sample_shapes_reproducibility_and_errors():
     assert prior.sample_n(0, steps=2).shape == (0, *SHAPE)
     with pytest.raises(ValueError, match="method must be one of"):
         prior.sample_n(1, steps=2, method="euler")
+    with pytest.raises(ValueError, match="grid must be one of"):
+        prior.sample_n(1, steps=2, grid="log")
+    with pytest.raises(ValueError, match="heun needs steps >= 2"):
+        prior.sample_n(1, steps=1, method="heun")
     with pytest.raises(ValueError, match=r"steps must be an int in \[1, 50\], got 51"):
         prior.sample_n(1, steps=51)
     with pytest.raises(NoDensityError, match="no tractable density"):
