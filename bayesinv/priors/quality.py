@@ -63,27 +63,43 @@ class DenoisingComparison(NamedTuple):
     mse_prior: float
     mse_linear: float
     paired_z: float  # mean of per-image (prior - linear) MSE differences over its standard error (< 0: prior wins)
+    mse_reference: float = float("nan")  # a second prior's MSE on the same noisy images (``reference=``)
+    z_vs_reference: float = float("nan")  # paired z of (prior - reference) per-image MSEs (< 0: prior wins)
 
 
 @torch.no_grad()
 def compare_denoisers(prior: ScorePrior, linear: LinearDenoiser, images: torch.Tensor, noise_levels,
-                      *, generator: torch.Generator, batch_size: int = 64) -> list[DenoisingComparison]:
+                      *, generator: torch.Generator, batch_size: int = 64,
+                      reference: ScorePrior | None = None) -> list[DenoisingComparison]:
     """MSE of the prior's denoiser vs the linear one on ``images`` at each target noise level.
 
     For each level the timestep whose ``sigma_t/alpha_t`` is nearest is used, with that exact level for both:
     ``y = x0 + s n``, the prior denoises ``x_t = alpha_t y`` at ``t``, the linear denoiser ``y`` at ``s``.
+    ``reference`` (a second prior on the same schedule, e.g. the weights a fine-tune started from) denoises the
+    same ``y``: its MSE and the paired z of the two priors' per-image MSEs fill the last two fields.
     """
+
+    def errors(model, y, t, alpha):
+        est = torch.cat([model.denoise(alpha * chunk, t) for chunk in y.split(batch_size)])
+        return ((est - images) ** 2).reshape(len(images), -1).mean(1).double()
+
+    def paired_z(diff):
+        return float(diff.mean() / (diff.std() / len(diff) ** 0.5))
+
     out = []
     for level in noise_levels:
         t = prior.schedule.timestep_for_noise_level(float(level))
         s, alpha = float(prior.schedule.noise_level(t)), float(prior.schedule.alpha[t])
         y = images + s * torch.randn(images.shape, generator=generator, dtype=images.dtype)
-        est = torch.cat([prior.denoise(alpha * chunk, t) for chunk in y.split(batch_size)])
-        err_prior = ((est - images) ** 2).reshape(len(images), -1).mean(1).double()
+        err_prior = errors(prior, y, t, alpha)
         err_linear = ((linear_denoise(linear, y, s) - images) ** 2).reshape(len(images), -1).mean(1).double()
-        diff = err_prior - err_linear
-        z = float(diff.mean() / (diff.std() / len(diff) ** 0.5))
-        out.append(DenoisingComparison(s, t, float(err_prior.mean()), float(err_linear.mean()), z))
+        row = DenoisingComparison(s, t, float(err_prior.mean()), float(err_linear.mean()),
+                                  paired_z(err_prior - err_linear))
+        if reference is not None:
+            err_reference = errors(reference, y, t, alpha)
+            row = row._replace(mse_reference=float(err_reference.mean()),
+                               z_vs_reference=paired_z(err_prior - err_reference))
+        out.append(row)
     return out
 
 

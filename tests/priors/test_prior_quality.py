@@ -45,6 +45,29 @@ def test_shipped_prior_is_verified_and_well_formed(prior):
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
+def test_compare_denoisers_pairs_a_reference_prior_on_the_same_noisy_images():
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(300, 1, 3, 3, generator=g, dtype=torch.float64) ** 2
+    flat = images.reshape(300, -1)
+    fitted = GaussianPrior(flat.mean(0), torch.cov(flat.T), schedule=vp_linear(1000), event_shape=(1, 3, 3))
+    shrunk = GaussianPrior(flat.mean(0), 0.3 * torch.cov(flat.T), schedule=vp_linear(1000), event_shape=(1, 3, 3))
+    lin = fit_linear_denoiser(images)
+    rows = compare_denoisers(fitted, lin, images, (0.1, 0.5), generator=torch.Generator().manual_seed(2),
+                             reference=shrunk)
+    plain = compare_denoisers(fitted, lin, images, (0.1, 0.5), generator=torch.Generator().manual_seed(2))
+    noise = torch.Generator().manual_seed(2)
+    for row, without in zip(rows, plain):
+        assert row[:5] == without[:5] and np.isnan(without.z_vs_reference)  # the reference changes nothing else
+        alpha = float(fitted.schedule.alpha[row.timestep])
+        y = images + row.noise_level * torch.randn(images.shape, generator=noise, dtype=torch.float64)
+        err = {name: ((p.denoise(alpha * y, row.timestep) - images) ** 2).reshape(300, -1).mean(1)
+               for name, p in (("fitted", fitted), ("shrunk", shrunk))}
+        diff = err["fitted"] - err["shrunk"]
+        assert row.mse_reference == pytest.approx(float(err["shrunk"].mean()), rel=1e-12)
+        assert row.z_vs_reference == pytest.approx(float(diff.mean() / diff.std() * 300**0.5), rel=1e-9)
+        assert row.z_vs_reference < -3  # the fitted covariance is the best linear denoiser; the shrunk one is not
+
+
 @pytest.mark.slow
 def test_network_beats_the_best_linear_denoiser_at_every_noise_level(prior):
     linear = fit_linear_denoiser(phantom_dataset("train", 20000, 32, seed=900_000).images)
