@@ -20,6 +20,8 @@ Subcommands (results under benchmarks/results/prior_lesions/; samples cached in 
   against the data's (test split, prevalence 0.5), the implied prevalence ``(rate - false) / (hit - false)``,
   and the contrast/radius of the detected spots (:func:`bayesinv.diagnostics.lesion_scan.fit_disc` at the
   detector's pixel) against the data's, with two-sample KS p-values. Writes ``<tag>.json`` and ``<tag>.md``.
+* ``sharpness --tags T... [--setting S]``: the samples' power spectrum over the data's, and the ``scan`` rate and
+  fitted radii of the data blurred by Gaussians of 0.4-0.8 px against the samples' radii (KS).
 * ``quality --weights W --tag T``: the denoising MSE ratio against the Wiener filter at the noise levels of
   ``benchmarks/prior_quality.py`` (same test phantoms, same noise), next to the shipped weights' on the same
   noisy images, with the paired z of the two networks' per-image MSEs (< 0: W denoises better than shipped).
@@ -233,6 +235,58 @@ def cmd_report(args) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
+def power_spectrum(images: torch.Tensor) -> np.ndarray:
+    """Radially averaged power spectrum of ``images - their mean`` (mean over images), by integer wavenumber."""
+    x = images.detach().cpu().double()[:, 0]
+    power = (torch.fft.fft2(x - x.mean((-2, -1), keepdim=True)).abs() ** 2).mean(0).numpy()
+    k = np.fft.fftfreq(x.shape[-1]) * x.shape[-1]
+    ring = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2).round().astype(int).ravel()
+    return np.bincount(ring, power.ravel()) / np.bincount(ring)
+
+
+SHARPNESS_WAVENUMBERS = (2, 4, 8, 12, 16, 20)
+BLURS = (0.4, 0.6, 0.8)
+
+
+def cmd_sharpness(args) -> None:
+    """Are the samples' lesions too large or too soft? The power spectrum of the samples over the data's, and the
+    ``scan`` detector's rate and fitted radii on the data blurred by a Gaussian of ``BLURS`` px: if a blur makes
+    the data's radius histogram the samples', the samples lack edges, not small lesions."""
+    thr = json.loads((RESULTS / "detector.json").read_text())["thresholds"]["scan"]
+    data = phantom_dataset("test", args.num_data, 32, seed=0, lesion_prob=0.5).images
+    ref = power_spectrum(data)
+    images = {"data": data}
+    images.update({f"data blurred {b} px": torch.from_numpy(ndimage.gaussian_filter(data.numpy(), (0, 0, b, b)))
+                   for b in BLURS})
+    for tag in args.tags:
+        x = load_samples(tag, args.setting)
+        if x is None:
+            raise SystemExit(f"no cached {args.setting} samples for tag {tag!r}: run `sample` first")
+        images[f"{tag} {args.setting} ({len(x)})"] = x
+    spots = {name: spot_stats(x, "scan", thr) for name, x in images.items()}
+    sample_names = list(images)[1 + len(BLURS):]
+    ks = " | ".join(f"radius KS p vs {n}" for n in sample_names)
+    lines = [f"`python benchmarks/prior_lesions.py sharpness --setting {args.setting} --tags {' '.join(args.tags)}`",
+             "", "| images | power / data's at k = " + ", ".join(map(str, SHARPNESS_WAVENUMBERS))
+             + " | `scan` rate | radius fraction per bin " + ", ".join(f"[{a:.2f}, {b:.2f})" for a, b in
+                                                               zip(HIST_BINS["radius"][2:7], HIST_BINS["radius"][3:8]))
+             + f" | {ks} |", "|---" * (4 + len(sample_names)) + "|"]
+    out = {}
+    for name, x in images.items():
+        ratio = power_spectrum(x)[list(SHARPNESS_WAVENUMBERS)] / ref[list(SHARPNESS_WAVENUMBERS)]
+        radius = spots[name]["radius"]
+        hist = np.histogram(radius, bins=HIST_BINS["radius"])[0] / max(len(radius), 1)
+        pvals = [float(stats.ks_2samp(radius, spots[n]["radius"]).pvalue) for n in sample_names]
+        out[name] = {"power_ratio": ratio.tolist(), "rate": spots[name]["rate"], "radius_hist": hist.tolist(),
+                     "radius_ks_p_vs_samples": pvals}
+        lines.append(f"| {name} | " + ", ".join(f"{v:.3f}" for v in ratio) + f" | {fmt(spots[name]['rate'])} | "
+                     + ", ".join(f"{v:.2f}" for v in hist[2:7]) + " | " + " | ".join(f"{p:.2g}" for p in pvals) + " |")
+    text = "\n".join(lines)
+    print(text)
+    (RESULTS / f"sharpness_{args.setting}.md").write_text(text + "\n")
+    (RESULTS / f"sharpness_{args.setting}.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
+
+
 def cmd_quality(args) -> None:
     linear = fit_linear_denoiser(phantom_dataset("train", 20000, 32, seed=LINEAR_TRAIN_SEED).images)
     test = phantom_dataset("test", args.num_test, 32, seed=0).images
@@ -275,6 +329,10 @@ def main() -> None:
     p.add_argument("--tag", default="shipped")
     p.add_argument("--num-data", type=int, default=2000)
     p.add_argument("--name", default=None, help="output <name>.md/.json (default: the tag)")
+    p = sub.add_parser("sharpness")
+    p.add_argument("--tags", nargs="+", required=True)
+    p.add_argument("--setting", default="heunk25", choices=SETTINGS)
+    p.add_argument("--num-data", type=int, default=2000)
     p = sub.add_parser("quality")
     p.add_argument("--weights", required=True)
     p.add_argument("--tag", required=True)
@@ -286,6 +344,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality,
+     "sharpness": cmd_sharpness,
      "mix": cmd_mix}[args.command](args)
 
 
