@@ -61,7 +61,7 @@ def test_the_bar_against_exact_reads_the_lesion_gap_not_the_nominal_90_percent()
     assert not exact_images.passes_against_exact(dict(s, nfe=2001), 0.0)
 
 
-@pytest.mark.parametrize("budget", ["user", "user_n79", "user_n159", "user_n319"])
+@pytest.mark.parametrize("budget", ["user", "user_n79", "user_n159", "user_n319", "large"])
 def test_the_readme_tables_are_what_the_table_command_prints_from_the_committed_results(budget):
     out = io.StringIO()
     with redirect_stdout(out):
