@@ -43,7 +43,7 @@ from bayesinv.priors.networks.denoiser import Denoiser
 from bayesinv.priors.networks.unet import inference_layout
 from bayesinv.priors.schedules import Schedule, ancestral_coefficients, karras_timesteps, timesteps
 
-__all__ = ["DiffusionPrior", "SAMPLING_METHODS"]
+__all__ = ["DiffusionPrior", "SAMPLING_METHODS", "GRIDS"]
 
 SAMPLING_METHODS = ("ddpm", "ddim", "heun")
 GRIDS = ("uniform", "karras")
@@ -171,9 +171,12 @@ class DiffusionPrior(ScorePrior):
         for i in tqdm(range(len(ts) - 1), disable=not progress, desc=name):
             d = slope(y, i)
             y_euler = y + (level[i + 1] - level[i]) * d
+            check_step(name, i, y_euler)
             y = y + (level[i + 1] - level[i]) * (d + slope(y_euler, i + 1)) / 2
             check_step(name, i, y)
-        return self.denoise(alpha[-1] * y, ts[-1])
+        x0 = self.denoise(alpha[-1] * y, ts[-1])
+        check_step(name, len(ts) - 1, x0)
+        return x0
 
     def sample(self, sample_shape=torch.Size(), **options) -> torch.Tensor:
         """Draws of shape ``sample_shape + event_shape``; ``options`` go to :meth:`sample_n`."""

@@ -79,6 +79,12 @@ def compare_denoisers(prior: ScorePrior, linear: LinearDenoiser, images: torch.T
     same ``y``: its MSE and the paired z of the two priors' per-image MSEs fill the last two fields.
     """
 
+    if reference is not None and not torch.equal(reference.schedule.noise_level(torch.arange(
+            reference.schedule.num_steps)), prior.schedule.noise_level(torch.arange(prior.schedule.num_steps))):
+        raise ValueError(f"reference must use the prior's schedule (its noise levels); got {reference.schedule.name!r} "
+                         f"with {reference.schedule.num_steps} steps against {prior.schedule.name!r} with "
+                         f"{prior.schedule.num_steps}")
+
     def errors(model, y, t, alpha):
         est = torch.cat([model.denoise(alpha * chunk, t) for chunk in y.split(batch_size)])
         return ((est - images) ** 2).reshape(len(images), -1).mean(1).double()

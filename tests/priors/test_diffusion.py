@@ -171,3 +171,11 @@ def test_divergence_names_the_step():
     with pytest.raises(SamplerDivergence, match="diverged at step 2") as info:
         prior.sample_n(2, steps=10, generator=torch.Generator().manual_seed(0))
     assert info.value.last_good is None
+
+
+@pytest.mark.parametrize("steps", [2, 10])
+def test_heun_divergence_names_the_step_including_the_last_denoising(steps):
+    """NaN from the third network call on: Heun's second interval (steps=10) or its final ``D`` (steps=2)."""
+    prior = DiffusionPrior(_NaNAfter(), vp_linear(20), "eps", event_shape=SHAPE)
+    with pytest.raises(SamplerDivergence, match="diverged at step 1"):
+        prior.sample_n(2, steps=steps, method="heun", generator=torch.Generator().manual_seed(0))

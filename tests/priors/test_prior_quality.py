@@ -66,6 +66,9 @@ def test_compare_denoisers_pairs_a_reference_prior_on_the_same_noisy_images():
         assert row.mse_reference == pytest.approx(float(err["shrunk"].mean()), rel=1e-12)
         assert row.z_vs_reference == pytest.approx(float(diff.mean() / diff.std() * 300**0.5), rel=1e-9)
         assert row.z_vs_reference < -3  # the fitted covariance is the best linear denoiser; the shrunk one is not
+    other = GaussianPrior(flat.mean(0), torch.cov(flat.T), schedule=vp_linear(500), event_shape=(1, 3, 3))
+    with pytest.raises(ValueError, match="reference must use the prior's schedule"):
+        compare_denoisers(fitted, lin, images, (0.1,), generator=torch.Generator().manual_seed(2), reference=other)
 
 
 @pytest.mark.slow
