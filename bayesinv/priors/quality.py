@@ -85,9 +85,11 @@ def compare_denoisers(prior: ScorePrior, linear: LinearDenoiser, images: torch.T
                          f"with {reference.schedule.num_steps} steps against {prior.schedule.name!r} with "
                          f"{prior.schedule.num_steps}")
 
+    def per_image_mse(estimate):
+        return ((estimate - images) ** 2).reshape(len(images), -1).mean(1).double()
+
     def errors(model, y, t, alpha):
-        est = torch.cat([model.denoise(alpha * chunk, t) for chunk in y.split(batch_size)])
-        return ((est - images) ** 2).reshape(len(images), -1).mean(1).double()
+        return per_image_mse(torch.cat([model.denoise(alpha * chunk, t) for chunk in y.split(batch_size)]))
 
     def paired_z(diff):
         return float(diff.mean() / (diff.std() / len(diff) ** 0.5))
@@ -98,7 +100,7 @@ def compare_denoisers(prior: ScorePrior, linear: LinearDenoiser, images: torch.T
         s, alpha = float(prior.schedule.noise_level(t)), float(prior.schedule.alpha[t])
         y = images + s * torch.randn(images.shape, generator=generator, dtype=images.dtype)
         err_prior = errors(prior, y, t, alpha)
-        err_linear = ((linear_denoise(linear, y, s) - images) ** 2).reshape(len(images), -1).mean(1).double()
+        err_linear = per_image_mse(linear_denoise(linear, y, s))
         row = DenoisingComparison(s, t, float(err_prior.mean()), float(err_linear.mean()),
                                   paired_z(err_prior - err_linear))
         if reference is not None:
