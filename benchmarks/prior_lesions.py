@@ -45,6 +45,7 @@ from safetensors.torch import load_file, save_file
 from scipy import ndimage, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from exact_images import shard_spec  # noqa: E402
 from prior_quality import LINEAR_TRAIN_SEED, NOISE_LEVELS  # noqa: E402
 
 from bayesinv.data.phantoms import SPLIT_SEEDS, ellipse_phantoms, phantom_dataset  # noqa: E402
@@ -150,7 +151,8 @@ def cmd_sample(args) -> None:
     folder = CACHE / args.tag / args.setting
     folder.mkdir(parents=True, exist_ok=True)
     prior = load_model(args.weights)
-    for k in range(-(-args.num // CHUNK)):
+    shard, shards = args.shard
+    for k in range(shard, -(-args.num // CHUNK), shards):
         path = folder / f"chunk{k:04d}.safetensors"
         if path.exists():
             continue
@@ -325,6 +327,8 @@ def main() -> None:
     p.add_argument("--num", type=int, default=2000)
     p.add_argument("--weights", default=None)
     p.add_argument("--tag", default="shipped")
+    p.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
+                   help="only chunks with index %% N == I (run N side by side; a chunk's seed is its index)")
     p = sub.add_parser("report")
     p.add_argument("--tag", default="shipped")
     p.add_argument("--num-data", type=int, default=2000)
