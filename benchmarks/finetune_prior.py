@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from bayesinv._validation import check_device
 from bayesinv.data.phantoms import SPLIT_SEEDS, phantom_dataset
 from bayesinv.priors.networks import Denoiser, load_weights, save_weights
 from bayesinv.training import train_loop
@@ -89,17 +90,17 @@ def make_loss(low_fraction: float, low_max: int, lesion_weight: float, lesion_tm
 
     def loss_fn(denoiser: Denoiser, batch, generator: torch.Generator) -> torch.Tensor:
         x0, masks = batch
-        n, steps = x0.shape[0], denoiser.schedule.num_steps
-        low = torch.rand(n, generator=generator) < low_fraction
-        t = torch.where(low, torch.randint(0, low_max, (n,), generator=generator),
-                        torch.randint(0, steps, (n,), generator=generator))
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        n, steps, on = x0.shape[0], denoiser.schedule.num_steps, generator.device  # draws on the generator's device
+        low = torch.rand(n, generator=generator, device=on) < low_fraction
+        t = torch.where(low, torch.randint(0, low_max, (n,), generator=generator, device=on),
+                        torch.randint(0, steps, (n,), generator=generator, device=on)).cpu()
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=on).to(x0.device)
         alpha, sigma = denoiser.schedule.coefficients(t, x0)
         x_t = alpha * x0 + sigma * eps
         target = training_target(denoiser.parametrisation, x0, eps, alpha, sigma)
         err = (denoiser.raw(x_t, t) - target) ** 2
         if lesion_weight != 1.0:
-            gate = (t >= lesion_tmin).to(err.dtype).view(-1, *([1] * (err.dim() - 1)))
+            gate = (t >= lesion_tmin).to(err).view(-1, *([1] * (err.dim() - 1)))
             extra = masks
             if per_lesion:
                 count = masks.flatten(1).sum(dim=1).clamp(min=1).view(-1, *([1] * (masks.dim() - 1)))
@@ -135,7 +136,12 @@ def main() -> None:
                              "small ones as much as large ones)")
     parser.add_argument("--data-seed", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where the network trains (cuda: see prior_fix_device.sh)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop after this much wall time in this call (the EMA at the step reached is saved)")
+    parser.add_argument("--prefetch", type=int, default=1, help="batches drawn ahead in threads")
     args = parser.parse_args()
+    check_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
@@ -144,7 +150,7 @@ def main() -> None:
     load_weights(network, args.init)
     denoiser = Denoiser(network, build_schedule(cfg), cfg["network"].get("parametrisation", "eps"))
     batches = balanced_batches(args.batch, int(cfg["data"]["image_size"]), args.data_seed)
-    done = 0
+    done, deadline = 0, None if args.max_minutes is None else time.perf_counter() + 60 * args.max_minutes
     if (out / CHECKPOINT_NAME).exists():  # resume: segments continue from the checkpoint's step
         with safe_open(str(out / CHECKPOINT_NAME), framework="pt") as handle:
             done = int((handle.metadata() or {})["step"])
@@ -154,9 +160,11 @@ def main() -> None:
         lr = annealed(args.lr, args.lr_final, done, args.steps)
         lesion_weight = annealed(args.lesion_weight, args.lesion_weight_final, done, args.steps)
         loss_fn = make_loss(args.low_fraction, args.low_max, lesion_weight, args.lesion_tmin, args.per_lesion)
+        left = None if deadline is None else max(0.0, (deadline - time.perf_counter()) / 60)
         result = train_loop(denoiser, loss_fn, batches, steps=target, lr=lr, ema_decay=args.ema, seed=args.seed,
-                            checkpoint_dir=out, checkpoint_every=10**9, resume=True, grad_clip=1.0,
-                            warmup_steps=args.warmup, progress=False, prefetch=1)
+                            device=args.device, checkpoint_dir=out, checkpoint_every=10**9, resume=True,
+                            grad_clip=1.0, warmup_steps=args.warmup, progress=False, prefetch=args.prefetch,
+                            max_minutes=left)
         done = result.steps
         save_weights(result.ema.network, out / f"ema_step{done}.safetensors", {"steps": done})
         save_weights(result.model.network, out / f"raw_step{done}.safetensors", {"steps": done})
@@ -164,6 +172,9 @@ def main() -> None:
         print(f"{time.strftime('%H:%M:%S')} step {done}: mean loss of the segment {sum(recent) / len(recent):.5f}, "
               f"{time.perf_counter() - t0:.0f} s for the segment (lr {lr:.3g}, lesion weight {lesion_weight:.3g})",
               flush=True)
+        if result.stopped_by == "max_minutes":
+            print(f"stopped by --max-minutes {args.max_minutes} at step {done} of {args.steps}", flush=True)
+            break
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 import zlib
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exact_images import shard_spec  # noqa: E402
 from prior_quality import LINEAR_TRAIN_SEED, NOISE_LEVELS  # noqa: E402
 
+from bayesinv._validation import check_device  # noqa: E402
 from bayesinv.data.phantoms import SPLIT_SEEDS, ellipse_phantoms, phantom_dataset  # noqa: E402
 from bayesinv.diagnostics.hallucination import clopper_pearson  # noqa: E402
 from bayesinv.diagnostics.lesion_scan import fit_disc, scan_lesions  # noqa: E402
@@ -129,11 +131,12 @@ def cmd_detector(args) -> None:
 
 
 # -- sampling -------------------------------------------------------------------------------------------------
-def load_model(weights: str | None):
+def load_model(weights: str | None, device: str = "cpu"):
+    """The phantom32 prior (shipped weights, or ``weights``) on ``device``."""
     prior = build_prior(MODEL)
     if weights:
         load_weights(prior.network, weights)
-    return prior
+    return prior.to(device) if str(device) != "cpu" else prior
 
 
 def draw(prior, setting: str, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -150,7 +153,7 @@ def draw(prior, setting: str, n: int, generator: torch.Generator) -> torch.Tenso
 def cmd_sample(args) -> None:
     folder = CACHE / args.tag / args.setting
     folder.mkdir(parents=True, exist_ok=True)
-    prior = load_model(args.weights)
+    prior = load_model(args.weights, args.device)
     shard, shards = args.shard
     for k in range(shard, -(-args.num // CHUNK), shards):
         path = folder / f"chunk{k:04d}.safetensors"
@@ -159,7 +162,7 @@ def cmd_sample(args) -> None:
         t0 = time.perf_counter()
         seed = zlib.crc32(args.setting.encode()) + 7919 * k
         x = draw(prior, args.setting, CHUNK, torch.Generator().manual_seed(seed))
-        save_file({"samples": x.contiguous()}, str(path))
+        save_file({"samples": x.cpu().contiguous()}, str(path))
         print(f"{time.strftime('%H:%M:%S')} {args.tag}/{args.setting} chunk {k}: {time.perf_counter() - t0:.0f} s "
               f"({(time.perf_counter() - t0) / CHUNK:.2f} s/sample)", flush=True)
 
@@ -318,7 +321,11 @@ def cmd_mix(args) -> None:
 
 
 def main() -> None:
+    global RESULTS, CACHE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=None,
+                        help=f"results folder (default {RESULTS.relative_to(ROOT)}; the detector thresholds are "
+                             "copied there from the default when it has none)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("detector")
     p.add_argument("--num", type=int, default=4000)
@@ -329,6 +336,8 @@ def main() -> None:
     p.add_argument("--tag", default="shipped")
     p.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
                    help="only chunks with index %% N == I (run N side by side; a chunk's seed is its index)")
+    p.add_argument("--device", default="cpu", type=check_device,
+                   help="where the network runs (the noise is drawn on the CPU: the same draws on every device)")
     p = sub.add_parser("report")
     p.add_argument("--tag", default="shipped")
     p.add_argument("--num-data", type=int, default=2000)
@@ -346,6 +355,12 @@ def main() -> None:
     p.add_argument("--coef", nargs="*", type=float, default=None, help="default: the plain average")
     p.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.results is not None:
+        default, RESULTS = RESULTS, Path(args.results).resolve()
+        CACHE = RESULTS / "cache"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        if not (RESULTS / "detector.json").exists() and (default / "detector.json").exists():
+            shutil.copyfile(default / "detector.json", RESULTS / "detector.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
     {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality,
      "sharpness": cmd_sharpness,

@@ -18,12 +18,12 @@ def test_shards_split_the_chunks_and_together_write_what_one_run_writes(tmp_path
         return torch.rand(n, 1, 2, 2, generator=generator)
 
     monkeypatch.setattr(prior_lesions, "draw", fake_draw)
-    monkeypatch.setattr(prior_lesions, "load_model", lambda weights: None)
+    monkeypatch.setattr(prior_lesions, "load_model", lambda weights, device: None)
     written = {}
     for name, shards in (("whole", [(0, 1)]), ("sharded", [(1, 3), (0, 3), (2, 3)])):
         monkeypatch.setattr(prior_lesions, "CACHE", tmp_path / name)
         for shard in shards:
-            args = SimpleNamespace(tag="t", setting="ddpm1000", num=450, weights=None, shard=shard)
+            args = SimpleNamespace(tag="t", setting="ddpm1000", num=450, weights=None, shard=shard, device="cpu")
             prior_lesions.cmd_sample(args)
             if shard == (1, 3):  # the first shard alone writes chunks 1 and 4 of 0..4
                 assert sorted(p.name for p in (tmp_path / name / "t" / "ddpm1000").iterdir()) == [
