@@ -25,12 +25,12 @@
 #   the same path on the CPU (a smoke run, ~3 min):
 #       OUT=/tmp/pf DEVICE=cpu BATCH=8 STEPS=4 MINUTES=1 NUM=100 NUM_TEST=16 bash benchmarks/prior_fix_device.sh
 #
-# What comes back in $OUT (7 files, about 13 MB): the two last EMA snapshots (<variant>_ema_step<k>.safetensors),
+# What comes back in $OUT (8 files, about 13 MB): the two last EMA snapshots (<variant>_ema_step<k>.safetensors),
 # runs.tar (the runs' args.json and loss.csv), results.tar (report, sharpness and quality files: they go to
-# benchmarks/results/prior_lesions/ once read) and the two training logs. Candidates become the shipped weights only if they meet the bar of issue 16 (README "Bar" there).
+# benchmarks/results/prior_lesions/ once read) and the training and evaluation logs. Candidates become the shipped weights only if they meet the bar of issue 16 (README "Bar" there).
 set -euo pipefail
 : "${OUT:?set OUT to the folder that receives the results}"
-DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-256} STEPS=${STEPS:-4000} MINUTES=${MINUTES:-4.5} NUM=${NUM:-2000}
+DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-256} STEPS=${STEPS:-3000} MINUTES=${MINUTES:-4} NUM=${NUM:-2000}
 NUM_TEST=${NUM_TEST:-512} RUNS=${RUNS:-/tmp/prior_fix}
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -47,7 +47,8 @@ $PY benchmarks/finetune_prior.py --out "$RUNS/lesion" "${train[@]}" --lesion-wei
     > "$OUT/train_lesion.log" 2>&1 &
 wait -n && wait -n || { tail -n 20 "$OUT"/train_*.log; exit 1; }
 tail -n 2 "$OUT"/train_*.log
-for v in plain lesion; do
+evaluate() {  # one variant: its last EMA snapshot, NUM Heun-Karras draws on the device, report and quality
+    local v=$1 w
     w=$(ls "$RUNS/$v"/ema_step*.safetensors | sort -V | tail -n 1)
     echo "== $v: $w"
     cp "$w" "$OUT/${v}_$(basename "$w")"
@@ -55,7 +56,13 @@ for v in plain lesion; do
         --tag "gpu_$v" --device "$DEVICE"
     $PY benchmarks/prior_lesions.py --results "$results" report --tag "gpu_$v" > /dev/null
     $PY benchmarks/prior_lesions.py --results "$results" quality --weights "$w" --tag "gpu_$v" --num-test "$NUM_TEST"
-done
+}
+mkdir -p "$results" && cp benchmarks/results/prior_lesions/detector.json "$results/"  # before the two jobs
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}  # the two evaluations share the device machine's 16 cores
+evaluate plain > "$OUT/eval_plain.log" 2>&1 &
+evaluate lesion > "$OUT/eval_lesion.log" 2>&1 &
+wait -n && wait -n || { tail -n 20 "$OUT"/eval_*.log; exit 1; }
+cat "$OUT"/eval_*.log
 $PY benchmarks/prior_lesions.py --results "$results" sharpness --tags gpu_plain gpu_lesion
 for v in plain lesion; do  # the `scan` detector's table (the second) of each report
     echo "== gpu_$v"; grep -A3 "^| images | detector rate" "$results/gpu_$v.md" | tail -n 4
