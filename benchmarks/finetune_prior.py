@@ -111,7 +111,7 @@ def make_loss(low_fraction: float, low_max: int, lesion_weight: float, lesion_tm
     return loss_fn
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="run folder (checkpoint, loss.csv, snapshots)")
     parser.add_argument("--init", default=str(MODEL / "weights.safetensors"))
@@ -140,7 +140,11 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop after this much wall time in this call (the EMA at the step reached is saved)")
     parser.add_argument("--prefetch", type=int, default=1, help="batches drawn ahead in threads")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     check_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -320,8 +320,7 @@ def cmd_mix(args) -> None:
     print(f"wrote {args.out}: {' + '.join(f'{c:.3g} x {w}' for c, w in zip(coefs, args.weights))}")
 
 
-def main() -> None:
-    global RESULTS, CACHE
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=None,
                         help=f"results folder (default {RESULTS.relative_to(ROOT)}; the detector thresholds are "
@@ -354,7 +353,12 @@ def main() -> None:
     p.add_argument("--weights", nargs="+", required=True, help="safetensors files, or 'shipped'")
     p.add_argument("--coef", nargs="*", type=float, default=None, help="default: the plain average")
     p.add_argument("--out", required=True)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    global RESULTS, CACHE
+    args = build_parser().parse_args()
     if args.results is not None:
         default, RESULTS = RESULTS, Path(args.results).resolve()
         CACHE = RESULTS / "cache"

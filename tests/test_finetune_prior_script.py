@@ -6,6 +6,8 @@ tests/training)."""
 
 import csv
 import importlib.util
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +53,32 @@ def test_an_unknown_device_is_refused_before_any_work(tmp_path, monkeypatch, cap
     with pytest.raises(ValueError, match="device 'gpu' is not a torch device"):
         _run(monkeypatch, capsys, tmp_path / "x", "--device", "gpu")
     assert not (tmp_path / "x").exists()
+
+
+def _options(parser) -> set[str]:
+    """Every option string of ``parser`` and of its subcommands."""
+    found = set(parser._option_string_actions)
+    for action in parser._actions:
+        for sub in getattr(action, "choices", None) or {}:
+            if hasattr(action.choices[sub], "_option_string_actions"):
+                found |= set(action.choices[sub]._option_string_actions)
+    return found
+
+
+def test_the_device_script_is_valid_bash_and_passes_only_options_the_scripts_know():
+    script = ROOT / "benchmarks" / "prior_fix_device.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    spec = importlib.util.spec_from_file_location("prior_lesions", ROOT / "benchmarks" / "prior_lesions.py")
+    prior_lesions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prior_lesions)
+    known = {"finetune": _options(finetune_prior.build_parser()), "lesions": _options(prior_lesions.build_parser())}
+    lines = [line for line in script.read_text().replace("\\\n", " ").splitlines() if not line.startswith("#")]
+    used = {"finetune": set(), "lesions": set()}
+    for line in lines:
+        target = "finetune" if ("finetune_prior.py" in line or line.startswith("train=(")) else \
+            "lesions" if "prior_lesions.py" in line else None
+        if target:
+            used[target] |= set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", line))
+    assert len(used["finetune"]) >= 10 and len(used["lesions"]) >= 8  # the parsing found the commands
+    for target in used:
+        assert used[target] <= known[target], (target, used[target] - known[target])
