@@ -66,8 +66,8 @@ BUDGETS = {
     # takes all 1000 steps of the schedule. The README says which of these have results.
     "large": {"smc": {"steps": 200, "num_particles": 1024, "num_systems": 1}, "ddrm": {"steps": 100},
               "score_sde": {"corrector_steps": 2}, "annealed_langevin": {"steps_per_level": 300},
-              "ula": {"steps": 4000}, "pnp_ula": {"steps": 4000}, "mala": {"steps": 4000}, "split_gibbs": {"steps": 400},
-              "split_gibbs_smc": {"steps": 400}},
+              "ula": {"steps": 4000}, "pnp_ula": {"steps": 4000}, "mala": {"steps": 4000},
+              "split_gibbs": {"steps": 400}, "split_gibbs_smc": {"steps": 400}},
 }
 SKIPPED = {"dirac": "needs a trained Dirac network (models/); it does not use a score prior"}
 

@@ -27,7 +27,8 @@
 #
 # What comes back in $OUT (8 files, about 13 MB): the two last EMA snapshots (<variant>_ema_step<k>.safetensors),
 # runs.tar (the runs' args.json and loss.csv), results.tar (report, sharpness and quality files: they go to
-# benchmarks/results/prior_lesions/ once read) and the training and evaluation logs. Candidates become the shipped weights only if they meet the bar of issue 16 (README "Bar" there).
+# benchmarks/results/prior_lesions/ once read) and the training and evaluation logs. Do not tee a ninth file into
+# $OUT (8 come back). A candidate becomes the shipped weights only if it meets issue 16's bar (README "Bar" there).
 set -euo pipefail
 : "${OUT:?set OUT to the folder that receives the results}"
 DEVICE=${DEVICE:-cuda} BATCH=${BATCH:-256} STEPS=${STEPS:-3000} MINUTES=${MINUTES:-4} NUM=${NUM:-2000}
