@@ -58,7 +58,6 @@ evaluate() {  # one variant: its last EMA snapshot, NUM Heun-Karras draws on the
     $PY benchmarks/prior_lesions.py --results "$results" report --tag "gpu_$v" > /dev/null
     $PY benchmarks/prior_lesions.py --results "$results" quality --weights "$w" --tag "gpu_$v" --num-test "$NUM_TEST"
 }
-mkdir -p "$results" && cp benchmarks/results/prior_lesions/detector.json "$results/"  # before the two jobs
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}  # the two evaluations share the device machine's 16 cores
 evaluate plain > "$OUT/eval_plain.log" 2>&1 &
 evaluate lesion > "$OUT/eval_lesion.log" 2>&1 &

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -136,7 +137,7 @@ def load_model(weights: str | None, device: str = "cpu"):
     prior = build_prior(MODEL)
     if weights:
         load_weights(prior.network, weights)
-    return prior.to(device) if str(device) != "cpu" else prior
+    return prior.to(device)
 
 
 def draw(prior, setting: str, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -359,13 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     global RESULTS, CACHE
     args = build_parser().parse_args()
+    default = RESULTS
     if args.results is not None:
-        default, RESULTS = RESULTS, Path(args.results).resolve()
+        RESULTS = Path(args.results).resolve()
         CACHE = RESULTS / "cache"
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        if not (RESULTS / "detector.json").exists() and (default / "detector.json").exists():
-            shutil.copyfile(default / "detector.json", RESULTS / "detector.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if not (RESULTS / "detector.json").exists() and (default / "detector.json").exists():
+        # through a file of this process's own, renamed into place: jobs started side by side on one folder
+        tmp = RESULTS / f"detector.json.{os.getpid()}.tmp"
+        shutil.copyfile(default / "detector.json", tmp)
+        os.replace(tmp, RESULTS / "detector.json")
     {"detector": cmd_detector, "sample": cmd_sample, "report": cmd_report, "quality": cmd_quality,
      "sharpness": cmd_sharpness,
      "mix": cmd_mix}[args.command](args)

@@ -4,6 +4,7 @@ This is the path of benchmarks/prior_fix_device.sh (the device run of issue 16's
 itself is the library's diffusion loss with timestep and lesion weights (its training is tested in
 tests/training)."""
 
+import argparse
 import csv
 import importlib.util
 import re
@@ -59,9 +60,9 @@ def _options(parser) -> set[str]:
     """Every option string of ``parser`` and of its subcommands."""
     found = set(parser._option_string_actions)
     for action in parser._actions:
-        for sub in getattr(action, "choices", None) or {}:
-            if hasattr(action.choices[sub], "_option_string_actions"):
-                found |= set(action.choices[sub]._option_string_actions)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= set(sub._option_string_actions)
     return found
 
 
