@@ -48,8 +48,8 @@ import torch
 from bayesinv._validation import check_batch_shape
 from bayesinv.errors import NonFiniteError
 
-__all__ = ["Operator", "LinearOperator", "SVD", "inner", "conjugate_gradient", "finite_checks",
-           "finite_checks_enabled", "check_finite_fast", "operator_norm_squared"]
+__all__ = ["Operator", "LinearOperator", "SVD", "GramDiagonal", "gram_function", "inner", "conjugate_gradient",
+           "finite_checks", "finite_checks_enabled", "check_finite_fast", "operator_norm_squared"]
 
 _FINITE_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("bayesinv_finite_checks", default=True)
 
@@ -115,6 +115,25 @@ class SVD(NamedTuple):
     Vt: Callable[[torch.Tensor], torch.Tensor]  # (B, *in_shape) -> (B, n)
     U: Callable[[torch.Tensor], torch.Tensor]  # (B, m) -> (B, *out_shape)
     Ut: Callable[[torch.Tensor], torch.Tensor]  # (B, *out_shape) -> (B, m)
+
+
+class GramDiagonal(NamedTuple):
+    """The real-space Gram ``A^T A`` of an operator on real images (``Re A^H A``) as a diagonal in a fast unitary
+    basis: ``A^T A = T^H diag(values) T`` with ``T`` the identity (``basis="pixel"``) or the orthonormal 2-D DFT
+    in the uncentred ``fft2`` layout (``basis="fourier"``; ``values`` is then symmetric, ``v[k] = v[-k]``).
+    :func:`gram_function` applies any ``f(A^T A)`` exactly with it."""
+
+    basis: str
+    values: torch.Tensor  # (*in_shape) real, non-negative
+
+
+def gram_function(gram: GramDiagonal, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``f(A^T A) x`` for real images ``x: (B, *in_shape)``, exactly (``f`` acts elementwise on the eigenvalues)."""
+    values = f(gram.values.to(device=x.device, dtype=x.dtype))
+    if gram.basis == "pixel":
+        return values * x
+    h, w = x.shape[-2:]
+    return torch.fft.irfft2(values[..., : w // 2 + 1] * torch.fft.rfft2(x, norm="ortho"), s=(h, w), norm="ortho")
 
 
 class Operator:
@@ -324,6 +343,11 @@ class LinearOperator(Operator):
     @property
     def has_svd(self) -> bool:
         return self.svd_or_none() is not None
+
+    def gram_diagonal(self) -> GramDiagonal | None:
+        """``A^T A`` on real images as a diagonal in pixels or Fourier (:class:`GramDiagonal`), or ``None`` where the
+        operator has no such form (then functions of ``A^T A`` take polynomials in :meth:`normal`)."""
+        return None
 
     def to_matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
         """Dense matrix ``(out_dim, in_dim)`` with ``A(x).flatten() = M @ x.flatten()`` (small sizes only).

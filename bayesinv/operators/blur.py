@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from bayesinv._validation import check_finite, check_image_shape, check_positive, check_tensor
 from bayesinv.errors import DTypeError, ShapeError
 from bayesinv.operators._spectral import complex_dtype, fft2, ifft2, rank_tolerance, spectral_svd
-from bayesinv.operators.base import SVD, LinearOperator
+from bayesinv.operators.base import SVD, GramDiagonal, LinearOperator
 
 __all__ = ["Blur", "gaussian_kernel", "uniform_kernel", "motion_kernel", "default_gaussian_size"]
 
@@ -236,6 +236,13 @@ class Blur(LinearOperator):
         if self.num_kernels > 1:
             raise ValueError(f"to_matrix() needs a single kernel; this Blur has a batch of {self.num_kernels}")
         return super().to_matrix(dtype, device)
+
+    def gram_diagonal(self) -> GramDiagonal | None:
+        """``A^T A = F^H diag(|h|^2) F`` (one kernel, real images; ``|h(k)| = |h(-k)|`` for a real kernel)."""
+        if self.input_complex or self.num_kernels != 1 or self.kernel.is_meta:
+            return None
+        power = torch.fft.fft2(self._padded_kernel(torch.float64, self.kernel.device)).abs() ** 2
+        return GramDiagonal("fourier", power.reshape(self.in_shape[-2:]).expand(self.in_shape))
 
     def svd(self) -> SVD:
         if self.num_kernels > 1:

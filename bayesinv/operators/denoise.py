@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from bayesinv.operators.base import SVD, LinearOperator
+from bayesinv.operators.base import SVD, GramDiagonal, LinearOperator
 
 __all__ = ["Identity"]
 
@@ -31,6 +31,11 @@ class Identity(LinearOperator):
 
     def _pinv(self, y: torch.Tensor) -> torch.Tensor:
         return y.clone()
+
+    def gram_diagonal(self) -> GramDiagonal | None:
+        if self.input_complex:
+            return None
+        return GramDiagonal("pixel", torch.ones(self.in_shape, dtype=torch.float64, device=self.device))
 
     def svd(self) -> SVD:
         n = self.in_dim

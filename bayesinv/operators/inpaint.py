@@ -26,7 +26,7 @@ import torch
 from bayesinv._validation import check_choice, check_image_shape, check_mask
 from bayesinv.errors import ShapeError
 from bayesinv.operators._spectral import permuted_layout, spectral_svd
-from bayesinv.operators.base import SVD, LinearOperator
+from bayesinv.operators.base import SVD, GramDiagonal, LinearOperator
 
 __all__ = ["Inpaint", "random_mask", "box_mask"]
 
@@ -137,6 +137,10 @@ class Inpaint(LinearOperator):
 
     def _pinv(self, y):
         return self._adjoint(y)
+
+    def gram_diagonal(self) -> GramDiagonal | None:
+        """``A^T A = diag(mask)`` (either output layout)."""
+        return None if self.input_complex else GramDiagonal("pixel", self.mask.to(torch.float64))
 
     def svd(self) -> SVD:
         perm, m = self._perm, self.num_observed

@@ -40,7 +40,7 @@ from bayesinv._validation import (check_choice, check_finite, check_image_shape,
                                   check_tensor)
 from bayesinv.errors import DTypeError, ShapeError
 from bayesinv.operators._spectral import complex_dtype, fft2, ifft2, mirror_frequencies, permuted_layout, spectral_svd
-from bayesinv.operators.base import SVD, LinearOperator, conjugate_gradient
+from bayesinv.operators.base import SVD, GramDiagonal, LinearOperator, conjugate_gradient
 
 __all__ = ["MaskedFourier", "MRI", "MultiCoilMRI", "cartesian_mask", "simulate_coil_maps"]
 
@@ -109,6 +109,14 @@ class MaskedFourier(LinearOperator):
         weight = (self.mask.double() + mirror_frequencies(self.mask.double(), centred=True)) / 2
         inv = torch.where(weight > 0, 1.0 / weight.clamp_min(0.5), torch.zeros_like(weight))
         return ifft2(fft2(x.real, centred=True) * inv.to(device=y.device, dtype=x.real.dtype), centred=True).real
+
+    def gram_diagonal(self) -> GramDiagonal | None:
+        """On real images ``A^T A = F^H diag((M(k) + M(-k)) / 2) F`` (module docstring), in the uncentred layout."""
+        if self.input_complex:
+            return None
+        mask = self.mask.to(torch.float64)
+        weight = (mask + mirror_frequencies(mask, centred=True)) / 2
+        return GramDiagonal("fourier", torch.fft.ifftshift(weight, dim=(-2, -1)).expand(self.in_shape))
 
     def svd(self) -> SVD:
         perm = self._perm

@@ -44,6 +44,17 @@ def batch_coefficients(schedule: Schedule, t, batch: int,
     return alpha.reshape(-1).expand(batch), sigma.reshape(-1).expand(batch)
 
 
+def half_spectrum_weights(width: int, *, dtype=torch.float64, device=None) -> torch.Tensor:
+    """Parseval weights over the columns of an ``rfft2`` half spectrum ``(width // 2 + 1,)``: 1 for the columns
+    that are their own mirror (0, and ``width / 2`` when ``width`` is even), 2 for the others, so that
+    ``sum_full f(k) = sum_half weights * f(k)`` for every symmetric ``f`` (``f[k] = f[-k]``)."""
+    weights = torch.full((width // 2 + 1,), 2.0, dtype=dtype, device=device)
+    weights[0] = 1.0
+    if width % 2 == 0:
+        weights[-1] = 1.0
+    return weights
+
+
 def gaussian_log_density(coef: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     """``log N(r; 0, Q diag(var) Q^T)`` from the rotated residual ``coef = Q^T r``; sums the last dim."""
     d = coef.shape[-1]
@@ -232,7 +243,7 @@ class StationaryGaussianPrior(ScorePrior):
         mirrored = torch.roll(torch.flip(p, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))  # p[-k]
         if not torch.allclose(p, mirrored, rtol=1e-8, atol=1e-12 * float(p.max())):
             raise ValueError("power_spectrum must be symmetric, p[k] = p[-k], for the prior to be real")
-        self.power_spectrum = p
+        self.power_spectrum = 0.5 * (p + mirrored)  # symmetric to the last bit: the half spectrum is all of it
         mean = torch.as_tensor(mean, dtype=torch.float64, device=p.device)
         self._mean = check_finite("mean", mean.expand(p.shape).clone())
         super().__init__(p.shape, schedule if schedule is not None else vp_linear(), validate_args=validate_args)
@@ -279,9 +290,22 @@ class StationaryGaussianPrior(ScorePrior):
         h, w = self.event_shape[-2:]
         return (self.power_spectrum.sum((-2, -1)) / (h * w))[:, None, None].expand(self.event_shape)
 
-    def apply_filter(self, x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """``F^H diag(gain) F x`` for real ``x: (B, C, H, W)`` (``gain`` symmetric, broadcastable)."""
-        return torch.fft.ifft2(gain * torch.fft.fft2(x, norm="ortho"), norm="ortho").real
+    @property
+    def half_power_spectrum(self) -> torch.Tensor:
+        """``p`` on the ``rfft2`` half spectrum ``(C, H, W // 2 + 1)`` (``p`` is symmetric, so this is all of it)."""
+        return self.power_spectrum[..., : self.event_shape[-1] // 2 + 1]
+
+    def apply_filter(self, x: torch.Tensor, gain) -> torch.Tensor:
+        """``F^H diag(gain) F x`` for real ``x: (B, C, H, W)``; ``gain`` symmetric (``gain[k] = gain[-k]``), a
+        scalar or broadcastable to ``(C, H, W)`` or to the half spectrum ``(C, H, W // 2 + 1)``.
+
+        Real FFTs over the half spectrum: a symmetric gain keeps ``F x`` Hermitian, so nothing is lost.
+        """
+        h, w = x.shape[-2:]
+        gain = torch.as_tensor(gain, dtype=torch.float64, device=x.device)
+        if gain.ndim >= 1 and gain.shape[-1] == w:
+            gain = gain[..., : w // 2 + 1]
+        return torch.fft.irfft2(gain * torch.fft.rfft2(x, norm="ortho"), s=(h, w), norm="ortho")
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
@@ -294,7 +318,7 @@ class StationaryGaussianPrior(ScorePrior):
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
         x = x_t.to(torch.float64)
         alpha, sigma = self.schedule.coefficients(t, x)
-        gain = alpha * self.power_spectrum / (alpha**2 * self.power_spectrum + sigma**2)
+        gain = alpha * self.half_power_spectrum / (alpha**2 * self.half_power_spectrum + sigma**2)
         return (self._mean + self.apply_filter(x - alpha * self._mean, gain)).to(x_t.dtype)
 
     def _log_density(self, x: torch.Tensor, alpha, var: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,13 @@ That is a Gaussian mixture whose components share one circulant covariance, so f
 ``x_t = alpha_t x0 + sigma_t eps`` everything is exact and costs ``O(L d + d log d)``:
 
 * the noisy marginal is ``sum_j w_j N(x_t; alpha m_j, C_t)`` with ``C_t = F^H diag(alpha^2 p + sigma^2) F``;
-  with ``u = x_t - alpha mu`` and ``v = C_t^{-1} u`` (two FFTs) the component log-joints are
-  ``log w_j + alpha <delta_j, v> - alpha^2/2 <delta_j, C_t^{-1} delta_j>`` up to a shared term;
+  with ``u = x_t - alpha mu`` and ``v = C_t^{-1} u`` the component log-joints are
+  ``log w_j + alpha <delta_j, v> - alpha^2/2 <delta_j, C_t^{-1} delta_j>`` up to a shared term (the inner
+  products are taken in Fourier, against the precomputed ``F delta_j``: one FFT of ``u``);
 * since the covariance is shared, the denoiser is one linear filter of the responsibility-weighted mean
-  ``mbar = sum_j r_j m_j``: ``E[x0 | x_t] = mbar + F^H diag(alpha p / (alpha^2 p + sigma^2)) F (x_t - alpha mbar)``;
+  ``mbar = sum_j r_j m_j``: ``E[x0 | x_t] = mbar + F^H diag(alpha p / (alpha^2 p + sigma^2)) F (x_t - alpha mbar)``
+  (one more FFT, since ``F (x_t - alpha mbar) = F u - alpha sum_j r_j F delta_j``). Both are real FFTs over the
+  half spectrum (``p`` is symmetric).
 * the score follows by Tweedie's formula (:class:`~bayesinv.priors.base.ScorePrior`).
 
 The exact posterior under a linear-Gaussian likelihood is in :mod:`bayesinv.priors.lesion_posterior`
@@ -40,7 +43,7 @@ from bayesinv._validation import check_finite, check_tensor
 from bayesinv.errors import ShapeError
 from bayesinv.priors.base import ScorePrior
 from bayesinv.priors.gaussian import (_LOG_2PI, StationaryGaussianPrior, as_event_batch, batch_coefficients,
-                                     prior_components)
+                                     half_spectrum_weights, prior_components)
 from bayesinv.priors.schedules import Schedule, vp_linear
 
 __all__ = ["LesionMixturePrior", "StationaryFit", "fit_stationary_background", "lesion_offsets", "grid_locations"]
@@ -126,7 +129,8 @@ class LesionMixturePrior(ScorePrior):
     """
 
     support = constraints.real_vector
-    _tensor_attributes = ("offsets", "masks", "location_index", "weights", "_offset_power", "locations")
+    _tensor_attributes = ("offsets", "masks", "location_index", "weights", "_offset_spectrum", "_offset_inner",
+                          "_offset_power", "_half_weights", "locations")
 
     def __init__(self, power_spectrum: torch.Tensor, mean, offsets: torch.Tensor, *, lesion_weight: float = 0.5,
                  masks: torch.Tensor | None = None, location_index: torch.Tensor | None = None,
@@ -153,7 +157,14 @@ class LesionMixturePrior(ScorePrior):
         self.weights = torch.cat([torch.tensor([1 - lesion_weight], dtype=torch.float64, device=offsets.device),
                                   torch.full((num,), lesion_weight / num, dtype=torch.float64, device=offsets.device)])
         self.lesion_weight = float(lesion_weight)
-        self._offset_power = (torch.fft.fft2(offsets, norm="ortho").abs() ** 2).reshape(num, -1)  # |F delta_j|^2
+        # the offsets on the rfft2 half spectrum: F delta_j as (re, im) pairs, and with the Parseval weights
+        # (inner products over the full spectrum are weighted sums over the half) F delta_j and |F delta_j|^2
+        spectrum = torch.fft.rfft2(offsets, norm="ortho")
+        weights = half_spectrum_weights(p.shape[-1], device=offsets.device)
+        self._offset_spectrum = torch.view_as_real(spectrum).reshape(num, -1)
+        self._offset_inner = torch.view_as_real(weights * spectrum).reshape(num, -1)
+        self._offset_power = (weights * spectrum.abs() ** 2).reshape(num, -1)
+        self._half_weights = weights
         self.fit_info: dict = {}
         super().__init__(p.shape, self.background.schedule, validate_args=validate_args)
 
@@ -224,36 +235,41 @@ class LesionMixturePrior(ScorePrior):
     # -- exact noisy quantities ---------------------------------------------------------------------
     def _parts(self, xf: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, with_shared: bool = True):
         """Log-joints ``(B, J)`` up to the shared term, the shared term ``(B,)`` (``None`` unless
-        ``with_shared``) and the noisy variance (``(1, 1, H, W)`` when all ``B`` share one timestep)."""
+        ``with_shared``), the noisy variance and ``F u`` (``u = x_t - alpha mu``), both on the ``rfft2`` half
+        spectrum (the variance ``(1, 1, H, W // 2 + 1)`` when all ``B`` share one timestep)."""
         b = xf.shape[0]
         shape = (b, *self.event_shape)
         if b > 1 and alpha.stride(0) == 0 and sigma.stride(0) == 0:
             # one timestep for the batch (``batch_coefficients`` of an int ``t`` expands one value; read from the
             # strides, not the values, so nothing syncs with the device): one variance image, one (1, L) term
             alpha, sigma = alpha[:1], sigma[:1]
-        var = alpha.reshape(-1, 1, 1, 1) ** 2 * self.power_spectrum + sigma.reshape(-1, 1, 1, 1) ** 2
         a4 = alpha.reshape(-1, 1, 1, 1)
-        u = xf.reshape(shape) - a4 * self.background.mean
-        coef = torch.fft.fft2(u, norm="ortho")
-        v = torch.fft.ifft2(coef / var, norm="ortho").real.reshape(b, -1)  # C_t^{-1} u
+        var = a4**2 * self.background.half_power_spectrum + sigma.reshape(-1, 1, 1, 1) ** 2
+        coef = torch.fft.rfft2(xf.reshape(shape) - a4 * self.background.mean, norm="ortho")
+        scaled = torch.view_as_real(coef / var).reshape(b, -1)  # F C_t^{-1} u
         a = alpha[:, None]
-        lesion = a * (v @ self.offsets.T) - 0.5 * a**2 * ((1 / var).reshape(var.shape[0], -1) @ self._offset_power.T)
+        lesion = a * (scaled @ self._offset_inner.T) \
+            - 0.5 * a**2 * ((1 / var).reshape(var.shape[0], -1) @ self._offset_power.T)
         none = torch.zeros(b, 1, dtype=torch.float64, device=xf.device)
         log_joint = self.weights.log() + torch.cat([none, lesion], 1)
         if not with_shared:
-            return log_joint, None, var
-        shared = -0.5 * ((coef.abs() ** 2 / var).reshape(b, -1).sum(1)
-                         + var.log().reshape(var.shape[0], -1).sum(1) + self.dim * _LOG_2PI)
-        return log_joint, shared, var
+            return log_joint, None, var, coef
+        w = self._half_weights
+        shared = -0.5 * ((w * coef.abs() ** 2 / var).reshape(b, -1).sum(1)
+                         + (w * var.log()).reshape(var.shape[0], -1).sum(1) + self.dim * _LOG_2PI)
+        return log_joint, shared, var, coef
 
     def _denoise(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        # E[x0 | x_t] = mbar + F^H diag(alpha p / var) (F u - alpha F(mbar - mu)), mbar - mu = sum_j r_j delta_j
         xf = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
         alpha, sigma = batch_coefficients(self.schedule, t, xf.shape[0], xf.device)
-        log_joint, _, var = self._parts(xf, alpha, sigma, with_shared=False)
-        resp = torch.softmax(log_joint, 1)
-        mbar = (self.background.mean_vector + resp[:, 1:] @ self.offsets).reshape(-1, *self.event_shape)
+        log_joint, _, var, coef = self._parts(xf, alpha, sigma, with_shared=False)
+        resp = torch.softmax(log_joint, 1)[:, 1:]
+        lesion = torch.view_as_complex((resp @ self._offset_spectrum).reshape(*coef.shape, 2))
         a = alpha.reshape(-1, 1, 1, 1)
-        out = mbar + self.background.apply_filter(xf.reshape(mbar.shape) - a * mbar, a * self.power_spectrum / var)
+        gain = a * self.background.half_power_spectrum / var
+        mbar = (self.background.mean_vector + resp @ self.offsets).reshape(-1, *self.event_shape)
+        out = mbar + torch.fft.irfft2(gain * (coef - a * lesion), s=self.event_shape[-2:], norm="ortho")
         return out.reshape(x_t.shape).to(x_t.dtype)
 
     def responsibilities(self, x_t: torch.Tensor, t=None) -> torch.Tensor:
@@ -284,13 +300,13 @@ class LesionMixturePrior(ScorePrior):
     def noisy_log_prob(self, x_t: torch.Tensor, t) -> torch.Tensor:
         """Exact ``log p_t(x_t)`` per sample ``(B,)``."""
         xf, _ = as_event_batch("x_t", x_t, self.event_shape)
-        log_joint, shared, _ = self._log_joint_at(xf, t)
+        log_joint, shared, *_ = self._log_joint_at(xf, t)
         return torch.logsumexp(log_joint, 1) + shared
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Exact mixture log-density of clean images over the event dims."""
         xf, batch = as_event_batch("value", value, self.event_shape)
-        log_joint, shared, _ = self._log_joint_at(xf, None)
+        log_joint, shared, *_ = self._log_joint_at(xf, None)
         return (torch.logsumexp(log_joint, 1) + shared).reshape(batch)
 
     # -- sampling -------------------------------------------------------------------------------------

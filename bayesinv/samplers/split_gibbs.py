@@ -10,9 +10,11 @@ prior step is PnP-DM, Wu, Sun, Chen, Zhang, Yue, Bouman 2024, NeurIPS, there wit
 exact split). Gibbs sweeps alternate the two conditionals:
 
 * likelihood step (exact, no inverse): ``z | x, y ~ N(x + (rho^2/sigma_y^2) A^T (y - A x),
-  rho^2 (I - (rho^2/sigma_y^2) A^T A))``; the square root ``(I - c A^T A)^{1/2}`` is applied as a Chebyshev
-  polynomial in ``A^T A`` on ``[0, ||A||^2]`` (``||A||`` by power iteration, ``rho = 0.9 sigma_y/||A||`` at
-  most, so the polynomial converges geometrically);
+  rho^2 (I - (rho^2/sigma_y^2) A^T A))``; the square root ``(I - c A^T A)^{1/2}`` is applied exactly where
+  ``A^T A`` is diagonal in pixels or Fourier (inpainting, deblurring, single-coil MRI, subsampled Fourier:
+  :meth:`~bayesinv.operators.base.LinearOperator.gram_diagonal`, one FFT pair), else as a Chebyshev polynomial
+  in ``A^T A`` on ``[0, ||A||^2]`` (``||A||`` by power iteration, ``rho = 0.9 sigma_y/||A||`` at most, so the
+  polynomial converges geometrically);
 * prior step: ``x | z ∝ p(x) N(z; x, rho^2 I)`` is the denoising posterior at noise level ``rho``: with
   ``rho = sigma_t / alpha_t`` for a schedule timestep ``t`` (the largest with ``rho`` below the bound) it is
   ``p(x0 | x_t = alpha_t z)``, drawn by DDPM ancestral steps (Ho et al. 2020, variance ``beta_t``) from ``t``
@@ -52,13 +54,14 @@ import numpy as np
 import torch
 
 from bayesinv.noise import Gaussian
-from bayesinv.operators.base import LinearOperator, operator_norm_squared
+from bayesinv.operators.base import LinearOperator, gram_function, operator_norm_squared
 from bayesinv.posterior import Posterior
 from bayesinv.priors.schedules import standard_normal
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers._driver import Clock, check_inputs, make_posterior, run_chain
 
-__all__ = ["sample_split_gibbs", "split_noise_level", "SplitGibbsState", "split_gibbs_sweep", "check_linear_gaussian"]
+__all__ = ["sample_split_gibbs", "split_noise_level", "SplitGibbsState", "split_gibbs_sweep", "check_linear_gaussian",
+           "likelihood_root"]
 
 
 def split_noise_level(schedule, bound: float) -> int:
@@ -83,6 +86,21 @@ def _chebyshev_sqrt(normal: Callable, v: torch.Tensor, c: float, top: float, deg
     for k in range(degree, 0, -1):
         b1, b2 = float(coeffs[k]) * v + 2 * mapped(b1) - b2, b1
     return float(coeffs[0]) * v + mapped(b1) - b2
+
+
+def likelihood_root(op, v: torch.Tensor, c: float, top: float, degree: int) -> torch.Tensor:
+    """``(I - c A^T A)^{1/2} v`` for real ``v``: exact through :meth:`~bayesinv.operators.base.LinearOperator.
+    gram_diagonal` where the operator has one, else the degree-``degree`` Chebyshev polynomial on ``[0, top]``."""
+    gram = op.gram_diagonal()
+    if gram is not None:
+        return gram_function(gram, lambda s: (1 - c * s).clamp_min(0).sqrt(), v)
+    return _chebyshev_sqrt(lambda u: op.normal(u).real.to(v.dtype), v, c, top, degree)
+
+
+def likelihood_root_method(op, degree: int) -> str:
+    """How :func:`likelihood_root` applies the square root for ``op`` (recorded in the samplers' settings)."""
+    gram = op.gram_diagonal()
+    return f"exact ({gram.basis})" if gram is not None else f"chebyshev (degree {degree})"
 
 
 def _prior_step(prior, z: torch.Tensor, t_split: int, generator: torch.Generator,
@@ -117,8 +135,7 @@ def split_gibbs_sweep(op, prior, x, y, sigma, top, rho_fraction, degree, generat
     c = rho**2 / sigma**2
     dtype = x.dtype
     noise_draw = standard_normal(x.shape, generator, x)
-    z = x + c * op.adjoint(y - op(x)).real.to(dtype) + rho * _chebyshev_sqrt(
-        lambda u: op.normal(u).real.to(dtype), noise_draw, c, top, degree)
+    z = x + c * op.adjoint(y - op(x)).real.to(dtype) + rho * likelihood_root(op, noise_draw, c, top, degree)
     x, calls = _prior_step(prior, z, t_split, generator, max_steps)
     return x, z, calls, t_split, rho
 
@@ -147,7 +164,8 @@ def sample_split_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples:
         first kept draw (default ``steps - thin * (num_draws - 1)``). thin : sweeps between kept draws.
         num_draws : draws per chain.
     rho_fraction : ``rho <= rho_fraction * sigma_y / ||A||`` (below 1, so the Chebyshev square root converges).
-    chebyshev_degree : degree of the polynomial for ``(I - c A^T A)^{1/2}``.
+    chebyshev_degree : degree of the polynomial for ``(I - c A^T A)^{1/2}`` where ``A^T A`` is not diagonal in
+        pixels or Fourier (elsewhere the root is exact; ``settings["likelihood_root"]`` says which).
     init : ``(num_samples, *event_shape)`` start (default ``A^+ y``).
     anneal_sweeps, anneal_start, anneal_steps : the tempered start (module docstring): ``anneal_sweeps`` sweeps
         for the noise level ``sigma_y * anneal_start^(1 - k/anneal_sweeps)``, prior steps of at most
@@ -191,7 +209,8 @@ def sample_split_gibbs(problem: InverseProblem, y: torch.Tensor, *, num_samples:
                       callback=None if callback is None else lambda i, x_, z_: callback(i, z_, x_))
     settings = {"steps": steps, "burn_in": burn_in, "thin": thin, "num_draws": num_draws, "rho": state.rho,
                 "t_split": state.t_split, "anneal_sweeps": anneal_sweeps, "anneal_start": anneal_start,
-                "anneal_steps": anneal_steps, "rho_fraction": rho_fraction, "chebyshev_degree": chebyshev_degree}
+                "anneal_steps": anneal_steps, "rho_fraction": rho_fraction, "chebyshev_degree": chebyshev_degree,
+                "likelihood_root": likelihood_root_method(op, chebyshev_degree)}
     return make_posterior(name, torch.stack(kept, 1), settings=settings, nfe=math.ceil(state.nfe / num_draws),
                           clock=clock, generator=generator, problem=problem)
 

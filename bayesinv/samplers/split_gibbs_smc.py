@@ -66,7 +66,7 @@ from bayesinv.posterior import Posterior
 from bayesinv.problem import InverseProblem
 from bayesinv.samplers._driver import Clock, check_inputs, make_posterior, run_chain
 from bayesinv.samplers.smc import effective_sample_size, systematic_resample
-from bayesinv.samplers.split_gibbs import check_linear_gaussian, split_gibbs_sweep
+from bayesinv.samplers.split_gibbs import check_linear_gaussian, likelihood_root_method, split_gibbs_sweep
 
 __all__ = ["sample_split_gibbs_smc", "split_gibbs_smc_particles", "sigma_ladder"]
 
@@ -175,7 +175,8 @@ def sample_split_gibbs_smc(problem: InverseProblem, y: torch.Tensor, *, num_samp
         the final resampling. level_steps : at most this many DDPM steps in each prior step above ``sigma_y``.
     ess_threshold : resample a cloud when its ESS falls below ``ess_threshold * num_samples``.
     rho_fraction, chebyshev_degree : as in :func:`~bayesinv.samplers.split_gibbs.sample_split_gibbs` (degree 12:
-        at ``rho_fraction = 0.9`` the Chebyshev error of the square root is about ``2.5^-12 ~ 1e-5``).
+        at ``rho_fraction = 0.9`` the Chebyshev error of the square root is about ``2.5^-12 ~ 1e-5``; the root is
+        exact where ``A^T A`` is diagonal in pixels or Fourier).
     init : ``(num_samples, *event_shape)`` start (default ``A^+ y``).
     progress : a progress bar over the sweeps. callback : ``callback(sweep, x, z)`` after every sweep.
 
@@ -201,7 +202,8 @@ def sample_split_gibbs_smc(problem: InverseProblem, y: torch.Tensor, *, num_samp
                                     name=name, progress=progress, callback=callback)
     settings = {"steps": steps, "start": start, "start_sweeps": start_sweeps, "final_sweeps": final_sweeps,
                 "level_steps": level_steps, "ess_threshold": ess_threshold, "rho_fraction": rho_fraction,
-                "chebyshev_degree": chebyshev_degree, "rho": out["rho"]}
+                "chebyshev_degree": chebyshev_degree, "rho": out["rho"],
+                "likelihood_root": likelihood_root_method(op, chebyshev_degree)}
     extras = {k: out[k] for k in ("log_weight_var", "ess", "resampled")}
     return make_posterior(name, out["x"][0][:, None], settings=settings, nfe=out["nfe"], clock=clock,
                           generator=generator, problem=problem, extras=extras)

@@ -2,8 +2,8 @@
 
 ``check_linear_operator(op)`` runs all linear checks against dense references built from ``to_matrix()``:
 forward = matrix product, adjointness, ``normal``, ``pinv`` = ``numpy.linalg.pinv``, the SVD
-(``U diag(s) V^H`` reconstructs the matrix; U and V unitary), batching, dtype (float32/float64) and
-device preservation. ``check_nonlinear_operator(op)`` checks autograd against finite differences,
+(``U diag(s) V^H`` reconstructs the matrix; U and V unitary), functions of the Gram through ``gram_diagonal``,
+batching, dtype (float32/float64) and device preservation. ``check_nonlinear_operator(op)`` checks autograd against finite differences,
 batching and dtypes. Each check is also a function of its own.
 
 For a real-input operator with complex output, the adjoint and pinv live on the real space of images:
@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bayesinv.operators.base import LinearOperator, Operator, inner
+from bayesinv.operators.base import LinearOperator, Operator, gram_function, inner
 
 __all__ = ["random_input", "random_output", "check_forward_matches_matrix", "check_adjoint", "check_normal",
-           "check_pinv", "check_svd", "check_batching", "check_dtypes", "check_linear_operator",
+           "check_pinv", "check_svd", "check_gram_diagonal", "check_batching", "check_dtypes", "check_linear_operator",
            "check_gradient", "check_nonlinear_operator", "real_matrix"]
 
 
@@ -150,6 +150,27 @@ def check_dtypes(op: Operator, generator: torch.Generator) -> None:
             assert op.pinv(y).dtype == want_in
 
 
+def check_gram_diagonal(op: LinearOperator, generator: torch.Generator) -> None:
+    """Where ``op`` declares its real-space Gram diagonal, ``f(A^T A) x`` through it equals the dense matrix
+    function ``Q f(lambda) Q^T x`` (``A^T A = Q diag(lambda) Q^T`` from ``to_matrix()``), in both precisions."""
+    gram = op.gram_diagonal()
+    if gram is None:
+        return
+    assert not op.input_complex and gram.basis in ("pixel", "fourier")
+    assert tuple(gram.values.shape) == tuple(op.in_shape) and bool((gram.values >= 0).all())
+    m = real_matrix(op)
+    lam, q = np.linalg.eigh(m.T @ m)
+    top = max(float(lam.max()), 1e-12)
+    x = random_input(op, 3, generator)
+    for f, f_np in ((lambda v: v, lambda v: v), (lambda v: torch.sqrt(1 - 0.9 * v / top),
+                                                  lambda v: np.sqrt(1 - 0.9 * np.clip(v, 0, None) / top))):
+        expected = (q * f_np(lam)) @ q.T @ _flat(x).T
+        np.testing.assert_allclose(_flat(gram_function(gram, f, x)), expected.T, rtol=1e-10, atol=1e-12)
+        single = gram_function(gram, f, x.float())
+        assert single.dtype == torch.float32
+        np.testing.assert_allclose(_flat(single), expected.T, rtol=1e-4, atol=1e-5)
+
+
 def check_linear_operator(op: LinearOperator, generator: torch.Generator | None = None, *,
                           pinv_rtol: float = 1e-8) -> None:
     """Every linear check (forward, adjoint, normal, pinv, SVD when ``op.has_svd``, batching, dtypes)."""
@@ -161,6 +182,7 @@ def check_linear_operator(op: LinearOperator, generator: torch.Generator | None 
     check_pinv(op, generator, rtol=pinv_rtol)
     if op.has_svd:
         check_svd(op, generator)
+    check_gram_diagonal(op, generator)
     check_batching(op, generator)
     check_dtypes(op, generator)
 

@@ -70,6 +70,17 @@ def test_linear_operator_passes_the_registry_checks(name):
     check_linear_operator(LINEAR[name](), _g(10))
 
 
+# the real-input operators whose A^T A is diagonal in pixels or Fourier (``gram_diagonal``); the rest give None
+GRAM_DIAGONAL = {"identity", "blur-gauss-8x8", "blur-uniform-rankdeficient", "blur-motion-even", "blur-random-kernel",
+                 "blur-std0", "inpaint-image", "inpaint-pixels-channels", "inpaint-empty", "cs-fourier-real",
+                 "mri-random-real", "mri-equispaced-odd"}
+
+
+@pytest.mark.parametrize("name", sorted(LINEAR))
+def test_gram_diagonal_is_declared_exactly_where_the_gram_is_diagonal(name):
+    assert (LINEAR[name]().gram_diagonal() is not None) == (name in GRAM_DIAGONAL)
+
+
 @pytest.mark.parametrize("name", sorted(NONLINEAR))
 def test_nonlinear_operator_passes_the_registry_checks(name):
     check_nonlinear_operator(NONLINEAR[name](), _g(11))

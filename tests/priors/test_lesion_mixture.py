@@ -9,7 +9,8 @@ from bayesinv import Gaussian, InverseProblem
 from bayesinv.operators import MRI, Blur, Inpaint
 from bayesinv.operators.inpaint import random_mask
 from bayesinv.operators.mri import cartesian_mask
-from bayesinv.priors import GaussianMixturePrior, LesionMixturePrior, exact_posterior, vp_linear
+from bayesinv.priors import (GaussianMixturePrior, LesionMixturePrior, StationaryGaussianPrior, exact_posterior,
+                             vp_linear)
 from bayesinv.priors.exact import GaussianMixturePosterior, LesionPosteriorSolver, SharedCovarianceMixturePosterior
 from bayesinv.priors.lesion_mixture import fit_stationary_background, grid_locations, lesion_offsets
 
@@ -65,6 +66,25 @@ def test_denoiser_and_density_equal_dense_mixture(prior, dense, t):
     torch.testing.assert_close(prior.responsibilities(x_t, t), dense.responsibilities(x_t, t), rtol=1e-8, atol=1e-10)
     tt = torch.full((6,), t)
     torch.testing.assert_close(prior.denoise(x_t, tt), dense.denoise(x_t, t), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 7), (1, 5, 8)])
+def test_half_spectrum_path_equals_dense_on_odd_and_non_square_images(shape):
+    """The real-FFT half spectrum has a Nyquist column only for even widths: check both, off the square."""
+    g = torch.Generator().manual_seed(sum(shape))
+    background = StationaryGaussianPrior.squared_exponential(shape, length_scale=1.3, variance=0.2, nugget=1e-3)
+    offsets = 0.3 * torch.randn(3, *shape, generator=g, dtype=torch.float64)
+    prior = LesionMixturePrior(background.power_spectrum, 0.1, offsets, lesion_weight=0.4, schedule=vp_linear(50))
+    d = prior.dim
+    dense = GaussianMixturePrior(prior.weights, prior.means, prior.covariance_matrix.expand(4, d, d).clone(),
+                                 schedule=prior.schedule, event_shape=prior.event_shape)
+    x0 = prior.sample_n(5, generator=g)
+    for t in (3, 30):
+        x_t = prior.schedule.alpha[t] * x0 + prior.schedule.sigma[t] * torch.randn(x0.shape, generator=g,
+                                                                                  dtype=torch.float64)
+        torch.testing.assert_close(prior.denoise(x_t, t), dense.denoise(x_t, t), rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(prior.noisy_log_prob(x_t, t), dense.noisy_log_prob(x_t, t), rtol=1e-10, atol=1e-8)
+    torch.testing.assert_close(prior.log_prob(x0), dense.log_prob(x0), rtol=1e-10, atol=1e-8)
 
 
 def test_clean_density_and_lesion_probability_equal_dense(prior, dense):

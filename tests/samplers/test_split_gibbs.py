@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from bayesinv import Gaussian, InverseProblem
-from bayesinv.operators import Inpaint, MatrixOperator
+from bayesinv.operators import MRI, Blur, Inpaint, MatrixOperator, cartesian_mask
 from bayesinv.operators.inpaint import random_mask
 from bayesinv.priors import StationaryGaussianPrior, exact_posterior, vp_linear
 from bayesinv.samplers import SAMPLERS, sample_split_gibbs
 from bayesinv.operators.base import operator_norm_squared
-from bayesinv.samplers.split_gibbs import _chebyshev_sqrt
+from bayesinv.samplers.split_gibbs import _chebyshev_sqrt, likelihood_root, likelihood_root_method
 
 
 def random_operator(seed=0):
@@ -41,6 +41,30 @@ def test_chebyshev_square_root_equals_dense():
     v = torch.randn(3, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     got = _chebyshev_sqrt(op.normal, v, c, top, 40)
     torch.testing.assert_close(got, v @ dense.T, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["blur", "inpaint", "mri", "matrix"])
+def test_likelihood_root_equals_dense_and_says_how(name):
+    g = torch.Generator().manual_seed(5)
+    makers = {"blur": lambda: Blur.gaussian((1, 8, 7), 1.2),
+              "inpaint": lambda: Inpaint((1, 8, 7), random_mask((8, 7), 0.5, g)),
+              "mri": lambda: MRI((1, 8, 8), cartesian_mask(8, 2, 0.25, generator=g)),
+              "matrix": lambda: MatrixOperator(torch.randn(20, 56, generator=g, dtype=torch.float64),
+                                               in_shape=(1, 8, 7))}
+    op = makers[name]()
+    matrix = op.to_matrix(torch.float64)
+    matrix = torch.cat([matrix.real, matrix.imag]) if matrix.is_complex() else matrix
+    gram = matrix.T @ matrix
+    top = 1.01 * float(torch.linalg.eigvalsh(gram)[-1])
+    c = 0.81 / top
+    lam, vecs = torch.linalg.eigh(torch.eye(op.in_dim, dtype=torch.float64) - c * gram)
+    v = torch.randn(3, *op.in_shape, generator=g, dtype=torch.float64)
+    expected = (v.reshape(3, -1) @ ((vecs * lam.clamp_min(0).sqrt()) @ vecs.T)).reshape(v.shape)
+    # the exact root where A^T A is diagonal; the Chebyshev polynomial (degree 40: error ~1e-10) elsewhere
+    torch.testing.assert_close(likelihood_root(op, v, c, top, 40), expected, rtol=0, atol=1e-9)
+    method = likelihood_root_method(op, 40)
+    assert method == ("chebyshev (degree 40)" if name == "matrix" else
+                      f"exact ({'pixel' if name == 'inpaint' else 'fourier'})")
 
 
 def test_samples_match_closed_form_gaussian_posterior():
